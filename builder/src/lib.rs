@@ -1,0 +1,17 @@
+//! applbuild: turns a board description into a signed, dm-verity protected,
+//! IPE-enforcing Linux appliance disk image.
+//!
+//! Each pipeline stage is one module with typed input and output; `pipeline`
+//! runs them in order for `applbuild image`. Commands that are not stages
+//! (`run`, `keys`) have their own modules.
+#![forbid(unsafe_code)]
+
+pub mod board;
+pub mod manifest;
+pub mod size;
+pub mod verity;
+pub mod keys;
+pub mod sign;
+pub mod initramfs;
+pub mod uki;
+pub mod disk;

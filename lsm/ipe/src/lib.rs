@@ -1,0 +1,3 @@
+//! Placeholder until the policy engine lands.
+#![no_std]
+#![forbid(unsafe_code)]
