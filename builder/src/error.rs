@@ -1,0 +1,71 @@
+//! The top-level error of every command: wraps each module's error and maps
+//! it to an exit code (1: build or verification failure, 2: usage or
+//! configuration error) and an optional hint.
+
+use std::path::{Path, PathBuf};
+
+/// Any failure of an applbuild command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Tool(#[from] crate::tool::ToolError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Ext4(#[from] crate::ext4::Ext4Error),
+    #[error(transparent)]
+    Verity(#[from] crate::verity::VerityError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    #[error("generated release policy is invalid at {0}; please report this bug")]
+    Policy(crate::policy::PolicyError),
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+    #[error(transparent)]
+    Uki(#[from] crate::uki::UkiError),
+    #[error(transparent)]
+    Disk(#[from] crate::disk::DiskError),
+    #[error(transparent)]
+    Run(#[from] crate::run::RunError),
+    #[error("failed to {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{message}")]
+    Usage { message: String, hint: Option<String> },
+    #[error("internal error: {0}; please report this bug")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Error {
+        Error::Io { action, path: path.to_path_buf(), source }
+    }
+
+    /// 0 success, 1 build or verification failure, 2 usage or configuration error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) | Error::Usage { .. } => 2,
+            Error::Tool(err) => err.exit_code(),
+            Error::Rootfs(err) => err.exit_code(),
+            Error::Ext4(err) => err.exit_code(),
+            Error::Kernel(err) => err.exit_code(),
+            Error::Key(err) => err.exit_code(),
+            Error::Run(err) => err.exit_code(),
+            _ => 1,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Tool(err) => err.hint(),
+            Error::Rootfs(err) => err.hint(),
+            Error::Ext4(err) => err.hint(),
+            Error::Kernel(err) => err.hint(),
+            Error::Usage { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! Kernel stage: builds the board's kernel (or takes it from the cache)
+//! inside a Debian 13 build root, because kernel Rust needs rustc with
+//! `rust-src`, bindgen and libclang versions that match Linux 6.12.
+//!
+//! The build root is made once with mmdebstrap and cached by its package
+//! list. Each kernel is cached by the hash of everything that goes into it:
+//! the build root key, the linux-source package version, the config
+//! fragments, the release certificate, the boot policy, the LSM choice and
+//! the build script. The root filesystem is never part of the key, so a new
+//! release reuses the kernel.
+
+use crate::board::{Board, Lsm};
+use crate::cache::{Cache, KeyHasher};
+use crate::progress;
+use crate::tool::{self, ToolError};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+/// Debian suite of the build root.
+pub const TOOLCHAIN_SUITE: &str = "trixie";
+/// Mirror the build root is made from.
+pub const TOOLCHAIN_MIRROR: &str = "http://deb.debian.org/debian";
+/// Packages of the build root: the kernel's build dependencies, the Rust
+/// toolchain that matches Linux 6.12, the kernel source and systemd-stub.
+pub const TOOLCHAIN_PACKAGES: &[&str] = &[
+    "build-essential", "bc", "bison", "flex", "libelf-dev", "libssl-dev", "cpio", "kmod", "python3",
+    "xz-utils", "zstd", "rustc", "rust-src", "rustfmt", "bindgen", "libclang-dev", "clang", "llvm",
+    "lld", "linux-source-6.12", "dwarves", "rsync", "file", "systemd-boot-efi",
+];
+/// The only kernel source form accepted so far.
+pub const SOURCE_DEBIAN_6_12: &str = "debian:linux-source-6.12";
+const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+const STUB_IN_ROOT: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
+const BUILD_SCRIPT: &str = include_str!("kernel/build-in-root.sh");
+const COMPLETE_MARKER: &str = ".applbuild-complete";
+
+/// The fixed boot policy compiled into every kernel: only code from the
+/// initramfs may execute until the init activates the release policy.
+pub const BOOT_POLICY: &str = "policy_name=applbuild-boot policy_version=0.0.0\n\
+DEFAULT action=DENY\n\
+op=EXECUTE boot_verified=TRUE action=ALLOW\n";
+
+/// Errors of the kernel stage.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error("unsupported kernel source {0:?}")]
+    UnsupportedSource(String),
+    #[error("the kernel build needs root (it runs mmdebstrap and chroot); run applbuild as root")]
+    NotRoot,
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("failed to {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the kernel build failed; the last lines of {log}:\n{tail}")]
+    BuildFailed { log: PathBuf, tail: String },
+    #[error("the final kernel .config lacks options the board requires: {}", .0.join(", "))]
+    MissingOptions(Vec<String>),
+    #[error("could not read the version of linux-source-6.12 in the build root {0}")]
+    SourceVersion(PathBuf),
+}
+
+impl KernelError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KernelError::Tool(err) => err.exit_code(),
+            KernelError::UnsupportedSource(_) | KernelError::NotRoot => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            KernelError::Tool(err) => err.hint(),
+            KernelError::UnsupportedSource(_) => Some(format!("set kernel.source = \"{SOURCE_DEBIAN_6_12}\"")),
+            KernelError::MissingOptions(_) => Some("an option's dependencies are unmet or it conflicts with another (for example MODVERSIONS drops RUST); check the fragments".into()),
+            _ => None,
+        }
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KernelError + '_ {
+    move |source| KernelError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// A built kernel in the cache.
+#[derive(Debug, Clone)]
+pub struct KernelOutput {
+    pub bzimage: PathBuf,
+    pub stub: PathBuf,
+    pub config: PathBuf,
+    pub key: String,
+    pub cached: bool,
+}
+
+/// Returns the kernel for `board`, building it when the cache has none for
+/// these inputs. `cert_pem` is the release certificate for the builtin
+/// trusted keyring.
+pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> Result<KernelOutput, KernelError> {
+    if board.kernel.source != SOURCE_DEBIAN_6_12 {
+        return Err(KernelError::UnsupportedSource(board.kernel.source.clone()));
+    }
+    let fragments = read_fragments(board)?;
+
+    let root = toolchain_root(cache)?;
+    let source_version = source_version(&root)?;
+    let name = format!("{}-{}", board.name, lsm_name(board.kernel.lsm));
+    let generated = generated_fragment(board.kernel.lsm, &name);
+
+    let mut key = KeyHasher::new("applbuild kernel v1");
+    key.add_str(&toolchain_key()).add_str(&source_version).add_str(lsm_name(board.kernel.lsm));
+    for (file_name, content) in &fragments {
+        key.add_str(file_name).add(content);
+    }
+    key.add_str(&generated).add(cert_pem).add_str(BOOT_POLICY).add_str(BUILD_SCRIPT);
+    let key = key.short_hex();
+    let entry = cache.dir("kernel").join(format!("{name}-{key}"));
+    let output = KernelOutput {
+        bzimage: entry.join("bzImage"),
+        stub: entry.join("linuxx64.efi.stub"),
+        config: entry.join("config"),
+        key: key.clone(),
+        cached: true,
+    };
+    if !no_cache && entry.join(COMPLETE_MARKER).is_file() {
+        tracing::info!(key = %key, "kernel: using the cached build {}", entry.display());
+        return Ok(output);
+    }
+
+    if !is_root() {
+        return Err(KernelError::NotRoot);
+    }
+    let started = Instant::now();
+    let in_dir = root.join("build/in").join(&name);
+    prepare_inputs(&in_dir, &fragments, &generated, cert_pem)?;
+    let log = cache.dir("kernel").join(format!("{name}-{key}.log"));
+    run_build(&root, &name, &log)?;
+
+    let out_dir = root.join("build/out").join(&name);
+    check_config(&out_dir.join(".config"), &fragments, &generated)?;
+    store(&root, &out_dir, &entry)?;
+    let size = fs::metadata(&output.bzimage).map(|m| m.len()).unwrap_or(0);
+    tracing::info!(key = %key, bytes = size, seconds = started.elapsed().as_secs(), "kernel: built {}", output.bzimage.display());
+    Ok(KernelOutput { cached: false, ..output })
+}
+
+fn lsm_name(lsm: Lsm) -> &'static str {
+    match lsm {
+        Lsm::Ipe => "ipe",
+        Lsm::IpeRust => "ipe-rust",
+    }
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+/// Reads the board's fragments, named by position so they merge in order.
+fn read_fragments(board: &Board) -> Result<Vec<(String, Vec<u8>)>, KernelError> {
+    let mut fragments = Vec::new();
+    for (index, path) in board.kernel.config.iter().enumerate() {
+        let content = fs::read(path).map_err(io("read the kernel config fragment", path))?;
+        fragments.push((format!("{:02}-board.config", 10 + index), content));
+    }
+    Ok(fragments)
+}
+
+/// The options the builder sets itself: the LSM, the trusted certificate
+/// and the boot policy, with paths as seen inside the build root.
+fn generated_fragment(lsm: Lsm, name: &str) -> String {
+    let mut text = String::from("# Written by applbuild.\n");
+    match lsm {
+        // NOTE: the Rust LSM is not integrated yet; both values build the
+        // upstream C IPE until lsm/kernel lands.
+        Lsm::Ipe | Lsm::IpeRust => {
+            text.push_str("CONFIG_SECURITY_IPE=y\nCONFIG_IPE_PROP_DM_VERITY=y\nCONFIG_IPE_PROP_DM_VERITY_SIGNATURE=y\n");
+            text.push_str("CONFIG_IPE_PROP_FS_VERITY=y\nCONFIG_IPE_PROP_FS_VERITY_BUILTIN_SIG=y\n");
+        }
+    }
+    text.push_str("CONFIG_LSM=\"ipe\"\n");
+    text.push_str(&format!("CONFIG_SYSTEM_TRUSTED_KEYS=\"/build/in/{name}/cert.pem\"\n"));
+    text.push_str(&format!("CONFIG_IPE_BOOT_POLICY=\"/build/in/{name}/boot_policy.pol\"\n"));
+    text
+}
+
+fn toolchain_key() -> String {
+    let mut key = KeyHasher::new("applbuild toolchain v1");
+    key.add_str(TOOLCHAIN_SUITE).add_str(TOOLCHAIN_MIRROR);
+    for package in TOOLCHAIN_PACKAGES {
+        key.add_str(package);
+    }
+    key.short_hex()
+}
+
+/// Returns the Debian build root, making it with mmdebstrap on first use.
+pub fn toolchain_root(cache: &Cache) -> Result<PathBuf, KernelError> {
+    let root = cache.dir("toolchain").join(format!("{TOOLCHAIN_SUITE}-{}", toolchain_key()));
+    if root.join(COMPLETE_MARKER).is_file() {
+        return Ok(root);
+    }
+    if !is_root() {
+        return Err(KernelError::NotRoot);
+    }
+    tool::require(&[tool::MMDEBSTRAP, tool::CHROOT, tool::MOUNT, tool::UMOUNT])?;
+    let parent = cache.dir("toolchain");
+    fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+    let partial = parent.join(format!("{}.partial", root.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    if partial.exists() {
+        fs::remove_dir_all(&partial).map_err(io("remove the unfinished build root", &partial))?;
+    }
+    let bar = progress::spinner("kernel");
+    bar.set_message(format!("making the Debian {TOOLCHAIN_SUITE} build root (about 1 minute and 2 GB, once)"));
+    tracing::info!("kernel: making the Debian {TOOLCHAIN_SUITE} build root in {}", root.display());
+    let mut cmd = tool::command(tool::MMDEBSTRAP);
+    cmd.arg("--variant=apt").arg(format!("--include={}", TOOLCHAIN_PACKAGES.join(","))).arg(TOOLCHAIN_SUITE).arg(&partial).arg(TOOLCHAIN_MIRROR);
+    let result = tool::run(&mut cmd);
+    bar.finish_and_clear();
+    result?;
+    fs::write(partial.join(COMPLETE_MARKER), b"").map_err(io("write", &partial))?;
+    fs::rename(&partial, &root).map_err(io("rename the build root to", &root))?;
+    Ok(root)
+}
+
+/// Reads the linux-source-6.12 version from the build root's dpkg status.
+fn source_version(root: &Path) -> Result<String, KernelError> {
+    let status_path = root.join("var/lib/dpkg/status");
+    let status = fs::read_to_string(&status_path).map_err(io("read", &status_path))?;
+    let mut in_package = false;
+    for line in status.lines() {
+        if let Some(name) = line.strip_prefix("Package: ") {
+            in_package = name == "linux-source-6.12";
+        } else if in_package {
+            if let Some(version) = line.strip_prefix("Version: ") {
+                return Ok(version.to_string());
+            }
+        }
+    }
+    Err(KernelError::SourceVersion(root.to_path_buf()))
+}
+
+fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &str, cert_pem: &[u8]) -> Result<(), KernelError> {
+    if in_dir.exists() {
+        fs::remove_dir_all(in_dir).map_err(io("clear", in_dir))?;
+    }
+    fs::create_dir_all(in_dir).map_err(io("create", in_dir))?;
+    for (name, content) in fragments {
+        let path = in_dir.join(name);
+        fs::write(&path, content).map_err(io("write", &path))?;
+    }
+    let files: [(&str, &[u8]); 3] = [("90-applbuild.config", generated.as_bytes()), ("cert.pem", cert_pem), ("boot_policy.pol", BOOT_POLICY.as_bytes())];
+    for (name, content) in files {
+        let path = in_dir.join(name);
+        fs::write(&path, content).map_err(io("write", &path))?;
+    }
+    let script = in_dir.join("build.sh");
+    fs::write(&script, BUILD_SCRIPT).map_err(io("write", &script))
+}
+
+/// Runs the build script through chroot with /proc mounted, showing the
+/// number of compiled objects and writing the full output to `log`.
+fn run_build(root: &Path, name: &str, log: &Path) -> Result<(), KernelError> {
+    if let Some(parent) = log.parent() {
+        fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    let proc_dir = root.join("proc");
+    let mounted = mount_proc(&proc_dir)?;
+    let result = run_build_mounted(root, name, log);
+    if mounted {
+        let _ = tool::run(tool::command(tool::UMOUNT).arg(&proc_dir));
+    }
+    result
+}
+
+fn mount_proc(proc_dir: &Path) -> Result<bool, KernelError> {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let target = proc_dir.to_string_lossy();
+    if mounts.lines().any(|line| line.split(' ').nth(1) == Some(target.as_ref())) {
+        return Ok(false);
+    }
+    tool::run(tool::command(tool::MOUNT).args(["-t", "proc", "proc"]).arg(proc_dir))?;
+    Ok(true)
+}
+
+fn run_build_mounted(root: &Path, name: &str, log: &Path) -> Result<(), KernelError> {
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut log_file = fs::File::create(log).map_err(io("create", log))?;
+    let bar = progress::spinner("kernel");
+    bar.set_message("configuring");
+    tracing::info!("kernel: building {name} with {jobs} jobs (about 5 minutes on 2 cores); log: {}", log.display());
+
+    let mut cmd = tool::command(tool::CHROOT);
+    cmd.arg(root)
+        .arg("/usr/bin/env")
+        .arg("-i")
+        .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg("HOME=/root")
+        .arg(format!("SRC_TARBALL={SOURCE_TARBALL}"))
+        .arg("SRC_DIR=/build/src")
+        .arg(format!("IN_DIR=/build/in/{name}"))
+        .arg(format!("OUT_DIR=/build/out/{name}"))
+        .arg(format!("JOBS={jobs}"))
+        // Fixed build metadata so the same inputs give the same kernel.
+        .arg("KBUILD_BUILD_TIMESTAMP=1970-01-01 00:00:00 UTC")
+        .arg("KBUILD_BUILD_USER=applbuild")
+        .arg("KBUILD_BUILD_HOST=applbuild")
+        .arg("/bin/sh")
+        .arg(format!("/build/in/{name}/build.sh"));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    tracing::debug!(command = %tool::display(&cmd), "running");
+    let mut child = cmd.spawn().map_err(|source| ToolError::Spawn { program: "chroot".into(), source })?;
+
+    // Merge stderr into the same log through a thread; count objects from stdout.
+    let stderr = child.stderr.take();
+    let stderr_log = log.to_path_buf();
+    let stderr_thread = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        if let Some(stderr) = stderr {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                lines.push(line);
+            }
+        }
+        (stderr_log, lines)
+    });
+    let mut compiled = 0u64;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = writeln!(log_file, "{line}");
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("CC") || trimmed.starts_with("RUSTC") || trimmed.starts_with("AS") || trimmed.starts_with("LD") {
+                compiled += 1;
+                if compiled % 20 == 0 {
+                    bar.set_message(format!("{compiled} objects built: {trimmed}"));
+                }
+            } else if trimmed.starts_with("applbuild:") {
+                bar.set_message(trimmed.to_string());
+            }
+        }
+    }
+    let status = child.wait().map_err(|source| ToolError::Spawn { program: "chroot".into(), source })?;
+    let (_, err_lines) = stderr_thread.join().unwrap_or_else(|_| (PathBuf::new(), Vec::new()));
+    for line in &err_lines {
+        let _ = writeln!(log_file, "{line}");
+    }
+    bar.finish_and_clear();
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        return Err(KernelError::BuildFailed { log: log.to_path_buf(), tail: tool::last_lines(&text, 20) });
+    }
+    Ok(())
+}
+
+/// Fails when an option set in any fragment is missing or different in the
+/// final `.config` (olddefconfig drops options with unmet dependencies
+/// without a word).
+fn check_config(config_path: &Path, fragments: &[(String, Vec<u8>)], generated: &str) -> Result<(), KernelError> {
+    let config = fs::read_to_string(config_path).map_err(io("read", config_path))?;
+    let actual: std::collections::HashMap<&str, &str> = config.lines().filter(|l| l.starts_with("CONFIG_")).filter_map(|l| l.split_once('=')).collect();
+    let mut missing = Vec::new();
+    let mut wanted = String::new();
+    for (_, content) in fragments {
+        wanted.push_str(&String::from_utf8_lossy(content));
+        wanted.push('\n');
+    }
+    wanted.push_str(generated);
+    for line in wanted.lines() {
+        let line = line.trim();
+        if let Some((name, value)) = line.split_once('=') {
+            if name.starts_with("CONFIG_") && actual.get(name) != Some(&value) {
+                missing.push(format!("{name}={value}"));
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(KernelError::MissingOptions(missing))
+    }
+}
+
+/// Copies the results into the cache entry through a temporary folder.
+fn store(root: &Path, out_dir: &Path, entry: &Path) -> Result<(), KernelError> {
+    let parent = entry.parent().unwrap_or(entry);
+    fs::create_dir_all(parent).map_err(io("create", parent))?;
+    let partial = entry.with_extension("partial");
+    if partial.exists() {
+        fs::remove_dir_all(&partial).map_err(io("clear", &partial))?;
+    }
+    fs::create_dir_all(&partial).map_err(io("create", &partial))?;
+    let copies = [
+        (out_dir.join("arch/x86/boot/bzImage"), partial.join("bzImage")),
+        (out_dir.join(".config"), partial.join("config")),
+        (root.join(STUB_IN_ROOT), partial.join("linuxx64.efi.stub")),
+    ];
+    for (from, to) in &copies {
+        fs::copy(from, to).map_err(io("copy", from))?;
+    }
+    fs::write(partial.join(COMPLETE_MARKER), b"").map_err(io("write", &partial))?;
+    if entry.exists() {
+        fs::remove_dir_all(entry).map_err(io("replace", entry))?;
+    }
+    fs::rename(&partial, entry).map_err(io("rename", entry))
+}

@@ -1,0 +1,376 @@
+//! `applbuild image`: runs the stages in order and publishes the outputs.
+//!
+//! Everything is written into a work folder next to the destination
+//! (`out/<board>/.work-<release>-<pid>`) and renamed to
+//! `out/<board>/<release>/` only when complete, so a failed or interrupted
+//! build leaves the previous output untouched.
+
+use crate::board::{self, Board};
+use crate::cache::{Cache, KeyHasher};
+use crate::error::Error;
+use crate::ext4::{self, Ext4Params};
+use crate::manifest::{self, Manifest};
+use crate::rootfs::{self, ReleaseInfo};
+use crate::{disk, initramfs, kernel, keys, policy, sign, uki, verity};
+use serde::Serialize;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of `applbuild image` beyond the board file.
+#[derive(Debug, Clone)]
+pub struct ImageOptions {
+    /// Output root; the image goes to `<out>/<board>/<release>/`.
+    pub out: PathBuf,
+    /// Timestamp for every file, from `SOURCE_DATE_EPOCH`.
+    pub epoch: u64,
+    /// Use a random verity salt instead of one derived from the inputs.
+    pub random_salt: bool,
+    /// Rebuild cached stages (kernel, build root) even when their key matches.
+    pub no_cache: bool,
+    /// Overrides the board's key folder.
+    pub keys_dir: Option<PathBuf>,
+    /// The init binary to put in the initramfs; built from this source tree when absent.
+    pub init: Option<PathBuf>,
+    pub cache: Cache,
+}
+
+/// What a finished build produced, printed as JSON with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildSummary {
+    pub board: String,
+    pub release: String,
+    pub output: PathBuf,
+    pub disk: PathBuf,
+    pub root_hash: String,
+    pub kernel_cached: bool,
+    pub seconds: f64,
+}
+
+#[derive(Serialize)]
+struct StageTime {
+    stage: &'static str,
+    seconds: f64,
+}
+
+/// Removes the work folder unless the build reached the rename.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Builds the image for the board file at `board_path`.
+pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, Error> {
+    let started = Instant::now();
+    let mut times = Vec::new();
+    let mut stage_start = Instant::now();
+    let mut lap = |stage: &'static str, times: &mut Vec<StageTime>| {
+        times.push(StageTime { stage, seconds: stage_start.elapsed().as_secs_f64() });
+        stage_start = Instant::now();
+    };
+
+    let board = board::load(board_path)?;
+    let manifest = manifest::load(&board.manifest)?;
+    let keys_dir = options.keys_dir.clone().unwrap_or_else(|| board.keys.dir.clone());
+    let key_pair = load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?;
+    crate::tool::require(crate::tool::IMAGE_TOOLS)?;
+    lap("board", &mut times);
+
+    let release = board.release.to_string();
+    let board_out = options.out.join(&board.name);
+    fs::create_dir_all(&board_out).map_err(|source| Error::io("create", &board_out, source))?;
+    let work_path = board_out.join(format!(".work-{release}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work_path);
+    fs::create_dir_all(&work_path).map_err(|source| Error::io("create", &work_path, source))?;
+    let mut work = WorkDir { path: work_path, keep: false };
+    let staging = work.path.join("staging");
+    let result_dir = work.path.join("result");
+    fs::create_dir_all(&staging).map_err(|source| Error::io("create", &staging, source))?;
+    fs::create_dir_all(&result_dir).map_err(|source| Error::io("create", &result_dir, source))?;
+
+    // Root filesystem, ext4, verity.
+    let inputs = input_digest(&board, &manifest, options.epoch)?;
+    let info = ReleaseInfo { board: &board.name, release: &release, epoch: options.epoch };
+    let tree = rootfs::build(&manifest, &info, &options.cache, &staging)?;
+    lap("rootfs", &mut times);
+    let root_image = staging.join("root.ext4");
+    let ext4_params = Ext4Params { uuid: derive16(&inputs, "ext4 uuid"), hash_seed: derive16(&inputs, "ext4 hash seed"), epoch: options.epoch, label: "root".into() };
+    let ext4_out = ext4::build(&tree.dir, &root_image, &ext4_params)?;
+    fs::remove_dir_all(&tree.dir).map_err(|source| Error::io("remove", &tree.dir, source))?;
+    lap("ext4", &mut times);
+    let verity_image = staging.join("root.verity");
+    let salt = if options.random_salt { random_bytes(32)? } else { derive32(&inputs, "verity salt").to_vec() };
+    let verity_params = verity::VerityParams { salt, uuid: derive16(&inputs, "verity uuid") };
+    let verity_info = verity::format(&root_image, &verity_image, &verity_params)?;
+    let root_hash = hex::encode(verity_info.root_hash);
+    tracing::info!(root_hash = %root_hash, "verity: root hash");
+    lap("verity", &mut times);
+
+    // Signatures and policy.
+    let root_sig = sign::sign_detached(&key_pair, root_hash.as_bytes())?;
+    let policy_name = format!("applbuild-{}", board.name);
+    let mut root_hashes = vec![root_hash.clone()];
+    root_hashes.extend(board.ipe.previous_releases.iter().cloned());
+    let policy_text = policy::generate(&policy::PolicyInput { name: &policy_name, version: &release, root_hashes, require_signature: board.ipe.require_signature });
+    policy::check(policy_text.as_bytes()).map_err(Error::Policy)?;
+    let policy_sig = sign::sign_attached(&key_pair, policy_text.as_bytes())?;
+    lap("sign", &mut times);
+
+    // Kernel, initramfs, UKI.
+    let kernel_out = kernel::build(&board, key_pair.cert_pem().as_bytes(), &options.cache, options.no_cache)?;
+    lap("kernel", &mut times);
+    let init_binary = match &options.init {
+        Some(path) => fs::read(path).map_err(|source| Error::io("read", path, source))?,
+        None => crate::init_build::build()?,
+    };
+    let cpio = initramfs_image(&init_binary, &policy_sig, options.epoch);
+    let root_uuid = disk::root_partition_uuid(&verity_info.root_hash);
+    let verity_uuid = disk::verity_partition_uuid(&verity_info.root_hash);
+    let cmdline = format!(
+        "{} roothash={root_hash} root=PARTUUID={} applbuild.verity=PARTUUID={} applbuild.policy={policy_name} applbuild.release={release} ipe.enforce={}",
+        board.kernel.cmdline,
+        ext4::uuid_text(&root_uuid),
+        ext4::uuid_text(&verity_uuid),
+        if board.ipe.enforce { 1 } else { 0 }
+    );
+    let os_release = format!("NAME=\"applbuild appliance\"\nID=applbuild\nVERSION_ID={release}\nIMAGE_ID={}\nIMAGE_VERSION={release}\n", board.name);
+    let stub = fs::read(&kernel_out.stub).map_err(|source| Error::io("read", &kernel_out.stub, source))?;
+    let bzimage = fs::read(&kernel_out.bzimage).map_err(|source| Error::io("read", &kernel_out.bzimage, source))?;
+    let uki_bytes = uki::build(&stub, &[(".osrel", os_release.as_bytes()), (".cmdline", cmdline.as_bytes()), (".initrd", &cpio), (".linux", &bzimage)])?;
+    lap("uki", &mut times);
+
+    // Disk.
+    let esp = disk::make_esp(&[("EFI/BOOT/BOOTX64.EFI", &uki_bytes)], board.disk.esp_size.0, derive_u32(&verity_info.root_hash, "esp volume id"), "ESP", options.epoch)?;
+    let sig_json = disk::verity_sig_json(&root_hash, &root_sig, &key_pair.cert_sha256());
+    let state = match board.disk.state {
+        Some(size) => Some(state_image(&staging, size.0, &inputs, options.epoch)?),
+        None => None,
+    };
+    let disk_path = result_dir.join("disk.raw");
+    let partitions = disk_partitions(&esp, &root_image, ext4_out.size, &verity_image, verity_info.hash_size, &sig_json, state.as_ref(), &verity_info.root_hash)?;
+    disk::write_image(&disk_path, board.disk.size.0, derive16(&verity_info.root_hash, "disk guid"), &partitions)?;
+    lap("disk", &mut times);
+
+    // Artifacts.
+    let write = |name: &str, bytes: &[u8]| -> Result<(), Error> {
+        let path = result_dir.join(name);
+        fs::write(&path, bytes).map_err(|source| Error::io("write", &path, source))
+    };
+    write("uki.efi", &uki_bytes)?;
+    write("roothash", root_hash.as_bytes())?;
+    write("roothash.p7s", &root_sig)?;
+    write("policy.pol", policy_text.as_bytes())?;
+    write("policy.p7s", &policy_sig)?;
+    write("cmdline", cmdline.as_bytes())?;
+    let build_json = build_record(&board, &manifest, options, &tree.packages, &ext4_out, &verity_info, &kernel_out, &result_dir, &times)?;
+    write("build.json", build_json.as_bytes())?;
+
+    let final_dir = board_out.join(&release);
+    publish(&result_dir, &final_dir)?;
+    work.keep = false;
+    drop(work);
+
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(seconds, "image: wrote {}", final_dir.display());
+    Ok(BuildSummary {
+        board: board.name.clone(),
+        release,
+        disk: final_dir.join("disk.raw"),
+        output: final_dir,
+        root_hash,
+        kernel_cached: kernel_out.cached,
+        seconds,
+    })
+}
+
+/// Loads the board's keys; creates development keys when the board allows
+/// it and the folder does not exist yet.
+fn load_or_create_keys(board: &Board, dir: &Path, overridden: bool) -> Result<keys::KeyPair, Error> {
+    if !dir.join("key.pem").exists() && board.keys.create_if_missing && !overridden {
+        tracing::warn!("creating development keys in {}: they are for development only; use `applbuild keys init` and keep release keys offline", dir.display());
+        keys::init(dir, keys::DEFAULT_BITS, &format!("applbuild development key ({})", board.name))?;
+    }
+    Ok(keys::load(dir)?)
+}
+
+/// A digest of the build inputs from which identifiers and salts are
+/// derived, so that the same inputs give the same image.
+fn input_digest(board: &Board, manifest: &Manifest, epoch: u64) -> Result<[u8; 32], Error> {
+    let mut key = KeyHasher::new("applbuild image inputs v1");
+    for path in [&board.path, &manifest.path] {
+        let bytes = fs::read(path).map_err(|source| Error::io("read", path, source))?;
+        key.add(&bytes);
+    }
+    key.add_str(&board.name).add_str(&board.release.to_string()).add(&epoch.to_le_bytes());
+    Ok(key.finish())
+}
+
+fn derive32(seed: &[u8], purpose: &str) -> [u8; 32] {
+    let mut key = KeyHasher::new("applbuild derive v1");
+    key.add(seed).add_str(purpose);
+    key.finish()
+}
+
+/// Derives 16 bytes for a UUID. The bytes are used as they are, without
+/// RFC 4122 version bits, like systemd-repart's derived UUIDs.
+fn derive16(seed: &[u8], purpose: &str) -> [u8; 16] {
+    let full = derive32(seed, purpose);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+fn derive_u32(seed: &[u8], purpose: &str) -> u32 {
+    let full = derive32(seed, purpose);
+    u32::from_le_bytes([full[0], full[1], full[2], full[3]])
+}
+
+fn random_bytes(count: usize) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; count];
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|source| Error::io("read", Path::new("/dev/urandom"), source))?;
+    Ok(bytes)
+}
+
+/// The initramfs: the static init, the signed release policy and the
+/// device nodes and folders the init expects. Nothing else executes.
+fn initramfs_image(init: &[u8], policy_sig: &[u8], epoch: u64) -> Vec<u8> {
+    let mut cpio = initramfs::Cpio::new(epoch);
+    for dir in ["dev", "proc", "sys", "run", "newroot"] {
+        cpio.add_dir(dir, 0o755);
+    }
+    cpio.add_char_dev("dev/console", 0o600, 5, 1);
+    cpio.add_file("init", 0o755, init);
+    cpio.add_file("policy.p7s", 0o644, policy_sig);
+    cpio.finish()
+}
+
+/// An empty ext4 filesystem for the writable state partition.
+fn state_image(staging: &Path, size: u64, inputs: &[u8; 32], epoch: u64) -> Result<PathBuf, Error> {
+    let path = staging.join("state.ext4");
+    let uuid = ext4::uuid_text(&derive16(inputs, "state uuid"));
+    let seed = ext4::uuid_text(&derive16(inputs, "state hash seed"));
+    let mut cmd = crate::tool::command(crate::tool::MKE2FS);
+    cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+        .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "state", "-U", &uuid])
+        .args(["-E", &format!("hash_seed={seed},root_owner=0:0")])
+        .arg(&path)
+        .arg((size / ext4::BLOCK_SIZE).to_string());
+    crate::tool::run(&mut cmd)?;
+    Ok(path)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn disk_partitions(
+    esp: &[u8],
+    root_image: &Path,
+    root_size: u64,
+    verity_image: &Path,
+    verity_size: u64,
+    sig_json: &[u8],
+    state: Option<&PathBuf>,
+    root_hash: &[u8; 32],
+) -> Result<Vec<disk::PartitionSpec>, Error> {
+    let round = |size: u64| size.div_ceil(4096) * 4096;
+    let mut partitions = vec![
+        disk::PartitionSpec { name: "esp".into(), type_guid: disk::ESP, uuid: derive16(root_hash, "esp partition"), size: esp.len() as u64, attributes: 0, content: disk::PartitionContent::Bytes(esp.to_vec()) },
+        disk::PartitionSpec { name: "root-x86-64".into(), type_guid: disk::ROOT_X86_64, uuid: disk::root_partition_uuid(root_hash), size: round(root_size), attributes: disk::ATTR_READ_ONLY, content: disk::PartitionContent::File(root_image.to_path_buf()) },
+        disk::PartitionSpec { name: "root-x86-64-verity".into(), type_guid: disk::ROOT_VERITY_X86_64, uuid: disk::verity_partition_uuid(root_hash), size: round(verity_size), attributes: disk::ATTR_READ_ONLY, content: disk::PartitionContent::File(verity_image.to_path_buf()) },
+        disk::PartitionSpec { name: "root-x86-64-verity-sig".into(), type_guid: disk::ROOT_VERITY_SIG_X86_64, uuid: disk::verity_sig_partition_uuid(root_hash), size: round(sig_json.len().max(16384) as u64), attributes: disk::ATTR_READ_ONLY, content: disk::PartitionContent::Bytes(sig_json.to_vec()) },
+    ];
+    if let Some(state) = state {
+        let size = fs::metadata(state).map_err(|source| Error::io("read", state, source))?.len();
+        partitions.push(disk::PartitionSpec { name: "state".into(), type_guid: disk::LINUX_DATA, uuid: derive16(root_hash, "state partition"), size, attributes: 0, content: disk::PartitionContent::File(state.clone()) });
+    }
+    Ok(partitions)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_record(
+    board: &Board,
+    manifest: &Manifest,
+    options: &ImageOptions,
+    packages: &[String],
+    ext4_out: &ext4::Ext4Output,
+    verity_info: &verity::VerityInfo,
+    kernel_out: &kernel::KernelOutput,
+    result_dir: &Path,
+    times: &[StageTime],
+) -> Result<String, Error> {
+    let mut outputs = serde_json::Map::new();
+    let mut names: Vec<_> = fs::read_dir(result_dir).map_err(|source| Error::io("read", result_dir, source))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let path = result_dir.join(&name);
+        outputs.insert(name, serde_json::Value::String(crate::digest::sha256_file(&path).map_err(|source| Error::io("read", &path, source))?));
+    }
+    let mut inputs = serde_json::Map::new();
+    for path in [&board.path, &manifest.path].into_iter().chain(board.kernel.config.iter()) {
+        let digest = crate::digest::sha256_file(path).map_err(|source| Error::io("read", path, source))?;
+        inputs.insert(path.display().to_string(), serde_json::Value::String(digest));
+    }
+    let record = serde_json::json!({
+        "board": board.name,
+        "release": board.release.to_string(),
+        "source_date_epoch": options.epoch,
+        "inputs": inputs,
+        "outputs": outputs,
+        "packages": packages,
+        "kernel": { "cache_key": kernel_out.key, "bzimage_sha256": crate::digest::sha256_file(&kernel_out.bzimage).unwrap_or_default() },
+        "verity": {
+            "root_hash": hex::encode(verity_info.root_hash),
+            "salt": hex::encode(&verity_info.salt),
+            "data_blocks": verity_info.data_blocks,
+            "hash_algorithm": "sha256",
+            "data_block_size": 4096,
+            "hash_block_size": 4096,
+        },
+        "rootfs_files": ext4_out.files,
+        "tools": tool_versions(),
+        "timings": times,
+    });
+    serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(format!("serialising build.json: {e}")))
+}
+
+fn tool_versions() -> serde_json::Value {
+    let mut versions = serde_json::Map::new();
+    versions.insert("applbuild".into(), env!("CARGO_PKG_VERSION").into());
+    for (name, args) in [("mke2fs", &["-V"][..]), ("mmdebstrap", &["--version"][..])] {
+        if let Some(path) = crate::tool::find(name) {
+            if let Ok(output) = std::process::Command::new(path).args(args).output() {
+                let text = if output.stdout.is_empty() { output.stderr } else { output.stdout };
+                let first = String::from_utf8_lossy(&text).lines().next().unwrap_or_default().to_string();
+                versions.insert(name.into(), first.into());
+            }
+        }
+    }
+    serde_json::Value::Object(versions)
+}
+
+/// Renames the finished result into place, replacing an older build of the
+/// same release only after the new one is complete.
+fn publish(result_dir: &Path, final_dir: &Path) -> Result<(), Error> {
+    let old = final_dir.with_file_name(format!(".old-{}-{}", final_dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(), std::process::id()));
+    let had_old = final_dir.exists();
+    if had_old {
+        fs::rename(final_dir, &old).map_err(|source| Error::io("move aside", final_dir, source))?;
+    }
+    if let Err(source) = fs::rename(result_dir, final_dir) {
+        if had_old {
+            let _ = fs::rename(&old, final_dir);
+        }
+        return Err(Error::io("rename the build into", final_dir, source));
+    }
+    if had_old {
+        let _ = fs::remove_dir_all(&old);
+    }
+    Ok(())
+}

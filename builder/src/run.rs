@@ -1,0 +1,249 @@
+//! `applbuild run`: boots a built image in QEMU under OVMF (UEFI from the
+//! disk's ESP) with the serial console on the terminal.
+//!
+//! KVM is used when it works, else TCG. On some hosts `/dev/kvm` exists but
+//! QEMU fails on it, so KVM is detected by starting a short paused QEMU with
+//! `-accel kvm`, not by looking for the device node.
+
+use crate::tool::{self, ToolError};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// OVMF firmware code and variable store templates (Debian package `ovmf`).
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The line the appliance prints when it is up.
+pub const READY_PREFIX: &str = "appliance ready:";
+/// Lines that mean the boot has failed for good.
+const FAILURE_MARKERS: &[&str] = &["applbuild-init: error:", "Kernel panic", "appliance: error:"];
+/// How many console lines a failure report shows.
+const TAIL_LINES: usize = 40;
+
+/// Errors of `applbuild run`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error("disk image {0} not found; build it first with `applbuild image BOARD`")]
+    NoImage(PathBuf),
+    #[error("UEFI firmware {0} not found")]
+    NoFirmware(PathBuf),
+    #[error("failed to {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("no ready line within {seconds} s; the last console lines:\n{tail}")]
+    Timeout { seconds: u64, tail: String },
+    #[error("the boot failed: {line}\nthe last console lines:\n{tail}")]
+    BootFailed { line: String, tail: String },
+    #[error("QEMU exited ({status}) before the ready line; the last console lines:\n{tail}")]
+    Exited { status: String, tail: String },
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Tool(err) => err.exit_code(),
+            RunError::NoImage(_) | RunError::NoFirmware(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Which QEMU accelerator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Accel {
+    /// KVM when a probe succeeds, else TCG.
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Settings of one QEMU run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub disk: PathBuf,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub accel: Accel,
+    /// Wait for the ready line, then stop; fail on timeout.
+    pub test: bool,
+    pub timeout: Duration,
+    /// Extra kernel command line is not possible with a UKI (the command
+    /// line is signed into it), so runs only choose devices.
+    pub extra_disks: Vec<PathBuf>,
+}
+
+/// Outcome of a `--test` run.
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    pub ready_line: String,
+    pub accel: &'static str,
+    pub seconds: f64,
+}
+
+/// Probes whether QEMU can use KVM here: starts it paused with `-accel kvm`
+/// and treats an exit within two seconds as failure.
+pub fn kvm_usable() -> bool {
+    if !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let Some(qemu) = tool::find(tool::QEMU.program) else { return false };
+    let child = Command::new(qemu)
+        .args(["-accel", "kvm", "-machine", "q35", "-cpu", "host", "-display", "none", "-nodefaults", "-monitor", "none", "-serial", "none", "-m", "128"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = pipe.read_to_string(&mut stderr);
+            }
+            tracing::debug!(stderr = %stderr.trim(), "run: KVM probe failed; using TCG");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    true
+}
+
+fn qemu_command(options: &RunOptions, vars: &Path, kvm: bool) -> Command {
+    let mut cmd = tool::command(tool::QEMU);
+    cmd.args(["-machine", "q35", "-m"]).arg(options.memory_mib.to_string()).arg("-smp").arg(options.cpus.to_string());
+    if kvm {
+        cmd.args(["-accel", "kvm", "-cpu", "host"]);
+    } else {
+        cmd.args(["-accel", "tcg", "-cpu", "max"]);
+    }
+    cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+    cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+    // snapshot=on keeps the built image unchanged by the guest.
+    cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", options.disk.display()));
+    for extra in &options.extra_disks {
+        cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", extra.display()));
+    }
+    cmd.args(["-nic", "user,model=virtio-net-pci", "-device", "virtio-rng-pci", "-no-reboot"]);
+    if options.test {
+        cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
+    } else {
+        cmd.arg("-nographic");
+    }
+    cmd
+}
+
+/// Boots the image. Interactive runs return when QEMU exits; `--test` runs
+/// return the ready line or an error with the last console lines.
+pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
+    if !options.disk.is_file() {
+        return Err(RunError::NoImage(options.disk.clone()));
+    }
+    for firmware in [OVMF_CODE, OVMF_VARS] {
+        if !Path::new(firmware).is_file() {
+            return Err(RunError::NoFirmware(PathBuf::from(firmware)));
+        }
+    }
+    tool::require(&[tool::QEMU])?;
+    let kvm = match options.accel {
+        Accel::Auto => kvm_usable(),
+        Accel::Kvm => true,
+        Accel::Tcg => false,
+    };
+    let accel = if kvm { "kvm" } else { "tcg" };
+    tracing::info!(accel, "run: booting {}", options.disk.display());
+
+    let temp = tempfile::tempdir().map_err(|source| RunError::Io { action: "create a temporary folder in", path: std::env::temp_dir(), source })?;
+    let vars = temp.path().join("OVMF_VARS.fd");
+    std::fs::copy(OVMF_VARS, &vars).map_err(|source| RunError::Io { action: "copy", path: PathBuf::from(OVMF_VARS), source })?;
+    let mut cmd = qemu_command(options, &vars, kvm);
+    tracing::debug!(command = %tool::display(&cmd), "running");
+
+    if !options.test {
+        let status = cmd.status().map_err(|source| ToolError::Spawn { program: tool::QEMU.program.into(), source })?;
+        tracing::info!(%status, "run: QEMU exited");
+        return Ok(None);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ToolError::Spawn { program: tool::QEMU.program.into(), source })?;
+    watch_console(child, options.timeout, accel).map(Some)
+}
+
+/// Reads the serial console until the ready line, a failure marker, QEMU's
+/// exit or the timeout, echoing each line to stderr.
+fn watch_console(mut child: Child, timeout: Duration, accel: &'static str) -> Result<TestOutcome, RunError> {
+    let started = Instant::now();
+    let (sender, receiver) = mpsc::channel::<String>();
+    let pipes: Vec<Box<dyn Read + Send>> = [child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)]
+        .into_iter()
+        .flatten()
+        .collect();
+    for pipe in pipes {
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buffer = Vec::new();
+            while reader.read_until(b'\n', &mut buffer).map(|n| n > 0).unwrap_or(false) {
+                let line = String::from_utf8_lossy(&buffer).trim_end_matches(['\r', '\n']).replace('\r', "");
+                if sender.send(line).is_err() {
+                    break;
+                }
+                buffer.clear();
+            }
+        });
+    }
+    drop(sender);
+
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let deadline = started + timeout;
+    let result = loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break Err(RunError::Timeout { seconds: timeout.as_secs(), tail: join(&tail) });
+        }
+        match receiver.recv_timeout(deadline - now) {
+            Ok(line) => {
+                eprintln!("{line}");
+                if tail.len() == TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+                if let Some(start) = line.find(READY_PREFIX) {
+                    break Ok(TestOutcome { ready_line: line[start..].to_string(), accel, seconds: started.elapsed().as_secs_f64() });
+                }
+                if FAILURE_MARKERS.iter().any(|marker| line.contains(marker)) {
+                    // Collect a little more output for context.
+                    let grace = Instant::now() + Duration::from_secs(2);
+                    while let Ok(more) = receiver.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+                        eprintln!("{more}");
+                        tail.push_back(more);
+                    }
+                    break Err(RunError::BootFailed { line, tail: join(&tail) });
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                break Err(RunError::Exited { status, tail: join(&tail) });
+            }
+        }
+    };
+    // Power the guest off: QEMU exits cleanly on SIGTERM-like kill of its process.
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+fn join(lines: &VecDeque<String>) -> String {
+    lines.iter().cloned().collect::<Vec<_>>().join("\n")
+}
