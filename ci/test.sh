@@ -16,6 +16,10 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1764806400}
 work=$(mktemp -d /tmp/applbuild-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
+# git does not keep file modes other than the executable bit; signing
+# refuses a private key readable by group or others.
+chmod 600 keys/test/key.pem
+
 echo "== cargo test"
 cargo build --release --locked
 cargo test --workspace --release --locked
