@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod board;
+pub mod config;
 pub mod manifest;
 pub mod size;
 pub mod verity;
