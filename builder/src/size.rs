@@ -41,10 +41,8 @@ impl Bytes {
     }
 
     /// Returns whether the size is a whole multiple of `unit` bytes.
-    // `u64::is_multiple_of` needs Rust 1.87, and the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
     pub fn is_multiple_of(self, unit: u64) -> bool {
-        unit != 0 && self.0 % unit == 0
+        unit != 0 && self.0.is_multiple_of(unit)
     }
 }
 
