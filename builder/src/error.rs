@@ -30,6 +30,12 @@ pub enum Error {
     #[error(transparent)]
     Disk(#[from] crate::disk::DiskError),
     #[error(transparent)]
+    Fat(#[from] crate::disk::FatError),
+    #[error(transparent)]
+    Gpt(#[from] crate::disk::GptError),
+    #[error(transparent)]
+    Cpio(#[from] crate::initramfs::CpioError),
+    #[error(transparent)]
     Run(#[from] crate::run::RunError),
     #[error("failed to {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
@@ -52,7 +58,9 @@ impl Error {
             Error::Rootfs(err) => err.exit_code(),
             Error::Ext4(err) => err.exit_code(),
             Error::Kernel(err) => err.exit_code(),
-            Error::Key(err) => err.exit_code(),
+            // Key problems (missing files, loose modes, a key that does not
+            // match its certificate) are fixed in the setup, not the build.
+            Error::Key(_) => 2,
             Error::Run(err) => err.exit_code(),
             _ => 1,
         }

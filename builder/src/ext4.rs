@@ -57,7 +57,7 @@ impl Ext4Error {
     }
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Ext4Error + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Ext4Error + 'a {
     move |source| Ext4Error::Io { action, path: path.to_path_buf(), source }
 }
 

@@ -81,7 +81,7 @@ impl KernelError {
     }
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> KernelError + '_ {
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> KernelError + 'a {
     move |source| KernelError::Io { action, path: path.to_path_buf(), source }
 }
 

@@ -1,1 +1,220 @@
-fn main() {}
+//! The `applbuild` command line: a thin layer over the library's stages.
+
+use applbuild::cache::Cache;
+use applbuild::error::Error;
+use applbuild::pipeline::{self, ImageOptions};
+use applbuild::run::{self, Accel, RunOptions};
+use applbuild::{board, keys};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Build signed, dm-verity protected, IPE-enforcing Linux appliance images.
+#[derive(Parser)]
+#[command(name = "applbuild", version, about, long_about = None)]
+struct Cli {
+    /// More log output: -v for debug (every external command line), -vv for trace. RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Print a machine-readable JSON summary on stdout (logs stay on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the board's disk image into OUT/<board>/<release>/.
+    ///
+    /// The first run makes a Debian build root (about 1 minute, 2 GB) and builds the kernel
+    /// (about 5 to 6 minutes on 2 cores); both are cached under ~/.cache/applbuild
+    /// ($APPLBUILD_CACHE overrides) and reused while their inputs are unchanged.
+    Image {
+        /// The board file, e.g. boards/qemu-x86_64.toml.
+        board: PathBuf,
+        /// Output root folder.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Timestamp (seconds since 1970) given to every file in the image. Default: 0 when unset.
+        #[arg(long, env = "SOURCE_DATE_EPOCH", default_value_t = 0)]
+        source_date_epoch: u64,
+        /// Use a random 32-byte dm-verity salt instead of one derived from the inputs (the image is then not reproducible).
+        #[arg(long)]
+        random_salt: bool,
+        /// Rebuild the cached build root and kernel even when their inputs are unchanged.
+        #[arg(long)]
+        no_cache: bool,
+        /// Key folder (key.pem, cert.pem) to sign with, instead of the board's [keys] dir.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// A prebuilt static init binary for the initramfs. Default: build builder/init from this source tree.
+        #[arg(long, value_name = "FILE")]
+        init: Option<PathBuf>,
+    },
+    /// Boot an image in QEMU under OVMF (UEFI), serial console on this terminal (quit: Ctrl-A X).
+    Run {
+        /// A board file (boots OUT/<board>/<release>/disk.raw) or a disk image.
+        target: PathBuf,
+        /// Output root folder used to find a board's image.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Wait for the appliance's ready line, print it, power off and exit 0; exit 1 with the last console lines on failure or timeout.
+        #[arg(long)]
+        test: bool,
+        /// Seconds `--test` waits for the ready line. Default: the board's qemu.timeout (600 without a board).
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Accelerator: auto tries KVM and falls back to TCG.
+        #[arg(long, value_enum, default_value_t = Accel::Auto)]
+        accel: Accel,
+        /// Guest memory in MiB. Default: the board's qemu.memory (512 without a board).
+        #[arg(long)]
+        memory: Option<u64>,
+        /// Attach another raw disk image (read-only snapshot); may be repeated.
+        #[arg(long = "disk", value_name = "IMAGE")]
+        disks: Vec<PathBuf>,
+    },
+    /// Build (or take from the cache) only the board's kernel.
+    Kernel {
+        board: PathBuf,
+        /// Key folder whose cert.pem goes into the kernel's trusted keyring, instead of the board's [keys] dir.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// Rebuild even when the cache has a kernel for these inputs.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Create and inspect signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create DIR with a new RSA key (key.pem, mode 0600) and a self-signed certificate (cert.pem).
+    Init {
+        dir: PathBuf,
+        /// RSA key size in bits.
+        #[arg(long, default_value_t = keys::DEFAULT_BITS)]
+        bits: usize,
+        /// Certificate subject common name.
+        #[arg(long, default_value = "applbuild release key")]
+        name: String,
+    },
+    /// Print the certificate's subject, key size, fingerprint and validity.
+    Show { dir: PathBuf },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let code = match dispatch(&cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("applbuild: error: {err}");
+            if let Some(hint) = err.hint() {
+                eprintln!("hint: {hint}");
+            }
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+}
+
+/// Prints to stdout, ignoring a closed pipe so `applbuild … | head` exits quietly.
+fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}");
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("serialising the summary: {e}")))?;
+    print_stdout(&text);
+    Ok(())
+}
+
+fn dispatch(cli: &Cli) -> Result<(), Error> {
+    match &cli.command {
+        Command::Image { board, out, source_date_epoch, random_salt, no_cache, keys, init } => {
+            let options = ImageOptions {
+                out: out.clone(),
+                epoch: *source_date_epoch,
+                random_salt: *random_salt,
+                no_cache: *no_cache,
+                keys_dir: keys.clone(),
+                init: init.clone(),
+                cache: Cache::locate(),
+            };
+            let summary = pipeline::image(board, &options)?;
+            if cli.json {
+                print_json(&summary)?;
+            } else {
+                print_stdout(&format!("{}", summary.disk.display()));
+            }
+            Ok(())
+        }
+        Command::Run { target, out, test, timeout, accel, memory, disks } => run_command(cli, target, out, *test, *timeout, *accel, *memory, disks),
+        Command::Kernel { board, keys, no_cache } => {
+            let board = board::load(board)?;
+            let dir = keys.clone().unwrap_or_else(|| board.keys.dir.clone());
+            let key_pair = keys::load(&dir)?;
+            let output = applbuild::kernel::build(&board, key_pair.cert_pem().as_bytes(), &Cache::locate(), *no_cache)?;
+            print_stdout(&format!("{}", output.bzimage.display()));
+            Ok(())
+        }
+        Command::Keys { command } => match command {
+            KeysCommand::Init { dir, bits, name } => {
+                keys::init(dir, *bits, name)?;
+                print_stdout(&keys::describe(dir)?);
+                Ok(())
+            }
+            KeysCommand::Show { dir } => {
+                print_stdout(&keys::describe(dir)?);
+                Ok(())
+            }
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_command(cli: &Cli, target: &Path, out: &Path, test: bool, timeout: Option<u64>, accel: Accel, memory: Option<u64>, disks: &[PathBuf]) -> Result<(), Error> {
+    let is_board = target.extension().map(|e| e == "toml").unwrap_or(false);
+    let (disk, board_memory, board_cpus, board_timeout) = if is_board {
+        let board = board::load(target)?;
+        let disk = out.join(&board.name).join(board.release.to_string()).join("disk.raw");
+        (disk, board.qemu.memory.0 >> 20, board.qemu.cpus, board.qemu.timeout_secs)
+    } else {
+        (target.to_path_buf(), 512, 2, 600)
+    };
+    let options = RunOptions {
+        disk,
+        memory_mib: memory.unwrap_or(board_memory),
+        cpus: board_cpus,
+        accel,
+        test,
+        timeout: Duration::from_secs(timeout.unwrap_or(board_timeout)),
+        extra_disks: disks.to_vec(),
+    };
+    if let Some(outcome) = run::run(&options)? {
+        if cli.json {
+            print_json(&serde_json::json!({ "ready_line": outcome.ready_line, "accel": outcome.accel, "seconds": outcome.seconds }))?;
+        } else {
+            print_stdout(&outcome.ready_line);
+        }
+    }
+    Ok(())
+}

@@ -131,14 +131,14 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         Some(path) => fs::read(path).map_err(|source| Error::io("read", path, source))?,
         None => crate::init_build::build()?,
     };
-    let cpio = initramfs_image(&init_binary, &policy_sig, options.epoch);
-    let root_uuid = disk::root_partition_uuid(&verity_info.root_hash);
-    let verity_uuid = disk::verity_partition_uuid(&verity_info.root_hash);
+    let cpio = initramfs_image(&init_binary, &policy_sig, options.epoch)?;
+    let root_uuid = disk::root_partition_uuid(&verity_info.root_hash)?;
+    let verity_uuid = disk::verity_partition_uuid(&verity_info.root_hash)?;
     let cmdline = format!(
         "{} roothash={root_hash} root=PARTUUID={} applbuild.verity=PARTUUID={} applbuild.policy={policy_name} applbuild.release={release} ipe.enforce={}",
         board.kernel.cmdline,
-        ext4::uuid_text(&root_uuid),
-        ext4::uuid_text(&verity_uuid),
+        root_uuid.hyphenated(),
+        verity_uuid.hyphenated(),
         if board.ipe.enforce { 1 } else { 0 }
     );
     let os_release = format!("NAME=\"applbuild appliance\"\nID=applbuild\nVERSION_ID={release}\nIMAGE_ID={}\nIMAGE_VERSION={release}\n", board.name);
@@ -149,14 +149,17 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
 
     // Disk.
     let esp = disk::make_esp(&[("EFI/BOOT/BOOTX64.EFI", &uki_bytes)], board.disk.esp_size.0, derive_u32(&verity_info.root_hash, "esp volume id"), "ESP", options.epoch)?;
-    let sig_json = disk::verity_sig_json(&root_hash, &root_sig, &key_pair.cert_sha256());
+    let sig_json = disk::verity_sig_json(&root_hash, &root_sig, &key_pair.cert_sha256())?;
     let state = match board.disk.state {
         Some(size) => Some(state_image(&staging, size.0, &inputs, options.epoch)?),
         None => None,
     };
     let disk_path = result_dir.join("disk.raw");
-    let partitions = disk_partitions(&esp, &root_image, ext4_out.size, &verity_image, verity_info.hash_size, &sig_json, state.as_ref(), &verity_info.root_hash)?;
-    disk::write_image(&disk_path, board.disk.size.0, derive16(&verity_info.root_hash, "disk guid"), &partitions)?;
+    // The disk GUID depends only on the board, so the state partition's
+    // UUID (derived from it) stays the same across releases.
+    let disk_guid = disk::Uuid::from_bytes(derive16(board.name.as_bytes(), "disk guid"));
+    let partitions = disk_partitions(disk_guid, esp, &root_image, ext4_out.size, &verity_image, verity_info.hash_size, sig_json, state.as_ref(), &verity_info.root_hash)?;
+    disk::write_image(&disk_path, board.disk.size.0, disk_guid, &partitions)?;
     lap("disk", &mut times);
 
     // Artifacts.
@@ -242,15 +245,15 @@ fn random_bytes(count: usize) -> Result<Vec<u8>, Error> {
 
 /// The initramfs: the static init, the signed release policy and the
 /// device nodes and folders the init expects. Nothing else executes.
-fn initramfs_image(init: &[u8], policy_sig: &[u8], epoch: u64) -> Vec<u8> {
-    let mut cpio = initramfs::Cpio::new(epoch);
+fn initramfs_image(init: &[u8], policy_sig: &[u8], epoch: u64) -> Result<Vec<u8>, Error> {
+    let mut cpio = initramfs::Cpio::new(epoch)?;
     for dir in ["dev", "proc", "sys", "run", "newroot"] {
-        cpio.add_dir(dir, 0o755);
+        cpio.add_dir(dir, 0o755)?;
     }
-    cpio.add_char_dev("dev/console", 0o600, 5, 1);
-    cpio.add_file("init", 0o755, init);
-    cpio.add_file("policy.p7s", 0o644, policy_sig);
-    cpio.finish()
+    cpio.add_char_dev("dev/console", 0o600, 5, 1)?;
+    cpio.add_file("init", 0o755, init)?;
+    cpio.add_file("policy.p7s", 0o644, policy_sig)?;
+    Ok(cpio.finish())
 }
 
 /// An empty ext4 filesystem for the writable state partition.
@@ -270,27 +273,35 @@ fn state_image(staging: &Path, size: u64, inputs: &[u8; 32], epoch: u64) -> Resu
 
 #[allow(clippy::too_many_arguments)]
 fn disk_partitions(
-    esp: &[u8],
+    disk_guid: disk::Uuid,
+    esp: Vec<u8>,
     root_image: &Path,
     root_size: u64,
     verity_image: &Path,
     verity_size: u64,
-    sig_json: &[u8],
+    sig_json: Vec<u8>,
     state: Option<&PathBuf>,
     root_hash: &[u8; 32],
 ) -> Result<Vec<disk::PartitionSpec>, Error> {
     let round = |size: u64| size.div_ceil(4096) * 4096;
-    let mut partitions = vec![
-        disk::PartitionSpec { name: "esp".into(), type_guid: disk::ESP, uuid: derive16(root_hash, "esp partition"), size: esp.len() as u64, attributes: 0, content: disk::PartitionContent::Bytes(esp.to_vec()) },
-        disk::PartitionSpec { name: "root-x86-64".into(), type_guid: disk::ROOT_X86_64, uuid: disk::root_partition_uuid(root_hash), size: round(root_size), attributes: disk::ATTR_READ_ONLY, content: disk::PartitionContent::File(root_image.to_path_buf()) },
-        disk::PartitionSpec { name: "root-x86-64-verity".into(), type_guid: disk::ROOT_VERITY_X86_64, uuid: disk::verity_partition_uuid(root_hash), size: round(verity_size), attributes: disk::ATTR_READ_ONLY, content: disk::PartitionContent::File(verity_image.to_path_buf()) },
-        disk::PartitionSpec { name: "root-x86-64-verity-sig".into(), type_guid: disk::ROOT_VERITY_SIG_X86_64, uuid: disk::verity_sig_partition_uuid(root_hash), size: round(sig_json.len().max(16384) as u64), attributes: disk::ATTR_READ_ONLY, content: disk::PartitionContent::Bytes(sig_json.to_vec()) },
-    ];
-    if let Some(state) = state {
-        let size = fs::metadata(state).map_err(|source| Error::io("read", state, source))?.len();
-        partitions.push(disk::PartitionSpec { name: "state".into(), type_guid: disk::LINUX_DATA, uuid: derive16(root_hash, "state partition"), size, attributes: 0, content: disk::PartitionContent::File(state.clone()) });
-    }
-    Ok(partitions)
+    let file = |path: &Path, size: u64| disk::PartitionInput { size: round(size), content: disk::PartitionContent::File(path.to_path_buf()) };
+    let state = match state {
+        Some(path) => {
+            let size = fs::metadata(path).map_err(|source| Error::io("read", path, source))?.len();
+            Some(file(path, size))
+        }
+        None => None,
+    };
+    let image = disk::ApplianceImage {
+        root_hash,
+        esp: disk::PartitionInput { size: esp.len() as u64, content: disk::PartitionContent::Bytes(esp) },
+        root: file(root_image, root_size),
+        root_verity: file(verity_image, verity_size),
+        // 16 KiB, the size systemd-repart assumes for this partition.
+        root_verity_sig: disk::PartitionInput { size: round(sig_json.len().max(16384) as u64), content: disk::PartitionContent::Bytes(sig_json) },
+        state,
+    };
+    Ok(disk::appliance_partitions(disk_guid, image)?)
 }
 
 #[allow(clippy::too_many_arguments)]
