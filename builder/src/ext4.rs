@@ -7,7 +7,8 @@
 //! superblock times, and the rootfs stage has set mtime and atime. mke2fs
 //! 1.47.0 still copies each inode's ctime from the staging tree, where it is
 //! the time the file was written and cannot be set, so after mke2fs every
-//! inode's ctime is rewritten with one `debugfs -w -f` batch.
+//! inode's ctime (and atime, which reading the tree may have moved) is
+//! rewritten with one `debugfs -w -f` batch.
 
 use crate::tool::{self, ToolError};
 use serde::Serialize;
@@ -180,15 +181,17 @@ fn image_size(dir: &Path, entries: u64) -> Result<u64, Ext4Error> {
     Ok(raw.div_ceil(1 << 20) * (1 << 20))
 }
 
-/// Sets every inode's ctime to `epoch` in one debugfs run.
+/// Sets every inode's ctime and atime to `epoch` in one debugfs run.
 fn normalise_ctimes(image: &Path, paths: &[String], epoch: u64) -> Result<(), Ext4Error> {
     let commands_path = image.with_extension("debugfs");
     let mut commands = fs::File::create(&commands_path).map_err(io("create", &commands_path))?;
     for path in paths.iter().chain(std::iter::once(&"/lost+found".to_string())) {
-        writeln!(commands, "sif \"{path}\" ctime @{epoch}").map_err(io("write", &commands_path))?;
+        // mke2fs reads every file and folder, so with relatime the kernel may
+        // have moved their atime too.
+        writeln!(commands, "sif \"{path}\" ctime @{epoch}\nsif \"{path}\" atime @{epoch}").map_err(io("write", &commands_path))?;
     }
     drop(commands);
-    let output = tool::run(tool::command(tool::DEBUGFS).arg("-w").arg("-f").arg(&commands_path).arg(image))?;
+    let output = tool::run(tool::command(tool::DEBUGFS).env("E2FSPROGS_FAKE_TIME", epoch.to_string()).arg("-w").arg("-f").arg(&commands_path).arg(image))?;
     let _ = fs::remove_file(&commands_path);
     // debugfs exits 0 even when a command fails; its errors go to stderr.
     let stderr = String::from_utf8_lossy(&output.stderr);
