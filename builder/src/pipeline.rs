@@ -53,18 +53,30 @@ struct StageTime {
     seconds: f64,
 }
 
-/// Removes the work folder unless the build reached the rename.
+/// Removes the work folder when the build ends, and after a failure also
+/// the output folders this build created, so a failed build leaves nothing
+/// new behind.
 struct WorkDir {
     path: PathBuf,
-    keep: bool,
+    /// Folders created for this build, deepest first; removed only if empty.
+    created: Vec<PathBuf>,
+    succeeded: bool,
 }
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_dir_all(&self.path);
+        let _ = fs::remove_dir_all(&self.path);
+        if !self.succeeded {
+            for dir in &self.created {
+                let _ = fs::remove_dir(dir);
+            }
         }
     }
+}
+
+/// Lists the folders `create_dir_all(path)` is about to create, deepest first.
+fn missing_ancestors(path: &Path) -> Vec<PathBuf> {
+    path.ancestors().take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists()).map(Path::to_path_buf).collect()
 }
 
 /// Builds the image for the board file at `board_path`.
@@ -86,11 +98,12 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
 
     let release = board.release.to_string();
     let board_out = options.out.join(&board.name);
+    let created = missing_ancestors(&board_out);
     fs::create_dir_all(&board_out).map_err(|source| Error::io("create", &board_out, source))?;
     let work_path = board_out.join(format!(".work-{release}-{}", std::process::id()));
+    let mut work = WorkDir { path: work_path.clone(), created, succeeded: false };
     let _ = fs::remove_dir_all(&work_path);
     fs::create_dir_all(&work_path).map_err(|source| Error::io("create", &work_path, source))?;
-    let mut work = WorkDir { path: work_path, keep: false };
     let staging = work.path.join("staging");
     let result_dir = work.path.join("result");
     fs::create_dir_all(&staging).map_err(|source| Error::io("create", &staging, source))?;
@@ -154,6 +167,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         Some(size) => Some(state_image(&staging, size.0, &inputs, options.epoch)?),
         None => None,
     };
+    check_disk_size(&board, esp.len() as u64, ext4_out.size, verity_info.hash_size, state.is_some())?;
     let disk_path = result_dir.join("disk.raw");
     // The disk GUID depends only on the board, so the state partition's
     // UUID (derived from it) stays the same across releases.
@@ -178,7 +192,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
 
     let final_dir = board_out.join(&release);
     publish(&result_dir, &final_dir)?;
-    work.keep = false;
+    work.succeeded = true;
     drop(work);
 
     let seconds = started.elapsed().as_secs_f64();
@@ -254,6 +268,25 @@ fn initramfs_image(init: &[u8], policy_sig: &[u8], epoch: u64) -> Result<Vec<u8>
     cpio.add_file("init", 0o755, init)?;
     cpio.add_file("policy.p7s", 0o644, policy_sig)?;
     Ok(cpio.finish())
+}
+
+/// Fails with a configuration error when the partitions cannot fit in
+/// `disk.size`, naming the size they need.
+fn check_disk_size(board: &Board, esp: u64, root: u64, verity: u64, state: bool) -> Result<(), Error> {
+    const MIB: u64 = 1 << 20;
+    // 1 MiB before the first partition and at the end for the GPT headers
+    // and entry arrays, plus up to 1 MiB of alignment per partition.
+    let overhead = 2 * MIB + 5 * MIB;
+    let state_size = if state { board.disk.state.map(|s| s.0).unwrap_or(0) } else { 0 };
+    let needed = [esp, root, verity, 16384, state_size, overhead].iter().fold(0u64, |sum, part| sum.saturating_add(*part));
+    if needed > board.disk.size.0 {
+        let needed_mib = needed.div_ceil(MIB);
+        return Err(Error::Usage {
+            message: format!("{}: disk.size {} MiB is too small: the partitions need {needed_mib} MiB", board.path.display(), board.disk.size.0 / MIB),
+            hint: Some(format!("set disk.size to at least \"{needed_mib}MiB\" in [disk]")),
+        });
+    }
+    Ok(())
 }
 
 /// An empty ext4 filesystem for the writable state partition.
