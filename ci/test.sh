@@ -32,6 +32,9 @@ image="$work/a/qemu-x86_64/1.0.0"
 echo "== reference tools on the image"
 ci/check-image.sh "$image" keys/test/cert.pem
 
+echo "== rootfs from a directory and a tarball"
+cargo test --release --locked -p applbuild --test sources -- --ignored
+
 echo "== boot in QEMU"
 $applbuild run --test boards/qemu-x86_64.toml --out "$work/a"
 

@@ -90,8 +90,10 @@ pub fn build(manifest: &Manifest, release: &ReleaseInfo, cache: &Cache, work: &P
         }
     };
 
-    merged_usr_links(&dir)?;
+    // Applets go into /usr first, so the merged-/usr links also cover
+    // folders such as /usr/sbin that only the applets create.
     busybox_links(&dir)?;
+    merged_usr_links(&dir)?;
     reset_runtime_dirs(&dir)?;
     for overlay in &manifest.overlays {
         let mut source = overlay.clone().into_os_string();
