@@ -402,3 +402,50 @@ fn store(root: &Path, out_dir: &Path, entry: &Path) -> Result<(), KernelError> {
     }
     fs::rename(&partial, entry).map_err(io("rename", entry))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("config");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn check_config_reports_dropped_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(dir.path(), "CONFIG_64BIT=y\n# CONFIG_RUST is not set\nCONFIG_LSM=\"landlock\"\n");
+        let fragments = vec![("10-board.config".to_string(), b"# comment\nCONFIG_64BIT=y\nCONFIG_RUST=y\n".to_vec())];
+        let err = check_config(&config, &fragments, "CONFIG_LSM=\"ipe\"\n").unwrap_err();
+        match err {
+            KernelError::MissingOptions(missing) => assert_eq!(missing, vec!["CONFIG_RUST=y".to_string(), "CONFIG_LSM=\"ipe\"".to_string()]),
+            other => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn check_config_accepts_complete_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write(dir.path(), "CONFIG_64BIT=y\nCONFIG_RUST=y\nCONFIG_LSM=\"ipe\"\n");
+        let fragments = vec![("10-board.config".to_string(), b"CONFIG_64BIT=y\nCONFIG_RUST=y\n".to_vec())];
+        assert!(check_config(&config, &fragments, "CONFIG_LSM=\"ipe\"\n").is_ok());
+    }
+
+    #[test]
+    fn generated_fragment_names_inputs_inside_root() {
+        let text = generated_fragment(Lsm::Ipe, "qemu-x86_64-ipe");
+        assert!(text.contains("CONFIG_SYSTEM_TRUSTED_KEYS=\"/build/in/qemu-x86_64-ipe/cert.pem\""));
+        assert!(text.contains("CONFIG_IPE_BOOT_POLICY=\"/build/in/qemu-x86_64-ipe/boot_policy.pol\""));
+        assert!(text.contains("CONFIG_LSM=\"ipe\""));
+        assert!(text.contains("CONFIG_SECURITY_IPE=y"));
+    }
+
+    #[test]
+    fn boot_policy_allows_only_boot_verified_execution() {
+        assert!(crate::policy::check(BOOT_POLICY.as_bytes()).is_ok());
+        let rules: Vec<&str> = BOOT_POLICY.lines().skip(1).collect();
+        assert_eq!(rules, vec!["DEFAULT action=DENY", "op=EXECUTE boot_verified=TRUE action=ALLOW"]);
+    }
+}

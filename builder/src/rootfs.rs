@@ -338,3 +338,26 @@ pub fn count_entries(dir: &Path) -> usize {
     walk(dir, &mut count);
     count
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruleset_drops_inbound_except_stated_ports() {
+        let firewall = Firewall { allow_tcp: vec![22, 443], allow_udp: vec![53], allow_icmp: false };
+        let rules = nftables_ruleset(&firewall);
+        assert!(rules.contains("type filter hook input priority filter; policy drop;"));
+        assert!(rules.contains("type filter hook forward priority filter; policy drop;"));
+        assert!(rules.contains("ct state established,related accept"));
+        assert!(rules.contains("tcp dport { 22, 443 } accept"));
+        assert!(rules.contains("udp dport { 53 } accept"));
+        assert!(!rules.contains("l4proto"), "ICMP must not be allowed when allow_icmp is false");
+    }
+
+    #[test]
+    fn deb_file_names_give_name_and_version() {
+        assert_eq!(deb_name_version("busybox-static_1%3a1.37.0-6_amd64.deb"), Some("busybox-static 1:1.37.0-6".to_string()));
+        assert_eq!(deb_name_version("README"), None);
+    }
+}
