@@ -4,7 +4,9 @@
 # times and the ratio veritysetup / applbuild. Both tools get the same salt
 # and UUID. The two commands run in turn (A B A B ...) after one untimed
 # run each, which also fills the page cache and checks that both write the
-# same hash image and root hash.
+# same hash image and root hash. veritysetup fsyncs its hash file and
+# applbuild does not. With the data file written out first, that fsync took
+# 5-12 ms per run under strace on the machine in docs/benchmarks.md.
 #
 # Usage: ci/bench-verity.sh            (RUNS=7 SIZE_MIB=1024 by default)
 # Needs veritysetup (cryptsetup-bin), cargo and about 1 GiB free in /tmp.
@@ -27,6 +29,9 @@ work=$(mktemp -d /tmp/bench-verity.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 data="$work/data.img"
 head -c $((size_mib << 20)) /dev/urandom > "$data"
+# Write the new file out now. Otherwise its writeback runs during the timed
+# runs, and veritysetup's fsync of the hash file waits for it.
+sync "$data"
 salt=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 uuid=12345678-1234-5678-9abc-def012345678
 

@@ -6,13 +6,13 @@
 //! `lib/verity/verity.c` and `lib/verity/verity_hash.c`, and as the kernel's
 //! `drivers/md/dm-verity-target.c` reads the tree:
 //!
-//! * Block 0 holds the 512-byte veritysetup superblock, followed by zeros up to
+//! * Block 0 contains the 512-byte veritysetup superblock, followed by zeros up to
 //!   4096 bytes. The kernel never reads the superblock, so the table passes
 //!   hash start block 1.
 //! * From block 1 on come the tree levels, top level first and the leaf level
 //!   last. Each level's blocks are in index order.
-//! * The leaf level holds one digest per data block. Every higher level holds
-//!   one digest per block of the level below. A block holds 128 sha256
+//! * The leaf level contains one digest per data block. Every higher level has
+//!   one digest per block of the level below. A block contains 128 sha256
 //!   digests back to back, and the unused tail of a level's last block is zero.
 //! * A digest is `sha256(salt || block)` over the whole 4096-byte block,
 //!   including zero padding. The root hash is the digest of the single top
@@ -39,8 +39,9 @@
 //! The in-memory core ([`Geometry`], [`HashTree`], [`Superblock`],
 //! [`format_bytes`], [`verify_bytes`]) builds and checks trees. [`format`] and
 //! [`verify`] stream files through the same code, reading the data in 8 MiB
-//! chunks and hashing each chunk on all rayon threads. Only the tree stays in
-//! memory: 32 bytes per data block, 1/128 of the data size.
+//! chunks and hashing each chunk on all rayon threads. Memory use is two
+//! 8 MiB read buffers plus the tree, about 1/128 of the data size. `verify`
+//! keeps two trees in memory, the stored one and the rebuilt one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -176,18 +177,18 @@ pub enum VerityError {
     EmptyData { path: PathBuf },
     #[error("data file {path} is too large ({size} bytes) for a hash tree")]
     DataTooLarge { path: PathBuf, size: u64 },
-    #[error("failed to open data file {path}: {source}; check that it exists and is readable and writable")]
+    #[error("failed to open data file {path}: {source} (check that it exists and is readable)")]
     OpenData { path: PathBuf, source: io::Error },
     #[error("failed to read the size of data file {path}: {source}")]
     StatData { path: PathBuf, source: io::Error },
-    #[error("failed to pad data file {path} with zeros to {size} bytes: {source}; check free space and permissions")]
+    #[error("failed to pad data file {path} with zeros to {size} bytes: {source} (check free space and write permission)")]
     PadData {
         path: PathBuf,
         size: u64,
         source: io::Error,
     },
     #[error(
-        "failed to read data file {path}: {source}; check that nothing truncates it meanwhile"
+        "failed to read data file {path}: {source} (check that no other process truncates it)"
     )]
     ReadData { path: PathBuf, source: io::Error },
     #[error("data file {path} is {actual} bytes but the hash image covers {expected}: pass the data file that was formatted")]
@@ -198,17 +199,17 @@ pub enum VerityError {
     },
     #[error("hash file {path} is the data file: pass a separate path for the hash image")]
     SameFile { path: PathBuf },
-    #[error("failed to create hash file {path}: {source}; check that its directory exists and is writable")]
+    #[error("failed to create hash file {path}: {source} (check that its directory exists and is writable)")]
     CreateHash { path: PathBuf, source: io::Error },
-    #[error("failed to write hash file {path}: {source}; check free space")]
+    #[error("failed to write hash file {path}: {source} (check free space)")]
     WriteHash { path: PathBuf, source: io::Error },
-    #[error("failed to open hash file {path}: {source}; check that it exists and is readable")]
+    #[error("failed to open hash file {path}: {source} (check that it exists and is readable)")]
     OpenHash { path: PathBuf, source: io::Error },
     #[error("failed to read the size of hash file {path}: {source}")]
     StatHash { path: PathBuf, source: io::Error },
     #[error("failed to read hash file {path}: {source}")]
     ReadHash { path: PathBuf, source: io::Error },
-    #[error("hash file {path} has an invalid veritysetup superblock: {source}; pass a hash image written by `format` or `veritysetup format`")]
+    #[error("hash file {path} has an invalid veritysetup superblock: {source} (pass a hash image written by `format` or `veritysetup format`)")]
     InvalidSuperblock {
         path: PathBuf,
         source: SuperblockError,
@@ -408,6 +409,7 @@ impl Geometry {
 /// sha256 with the salt already absorbed, cloned for every block.
 #[derive(Clone)]
 struct SaltedHasher {
+    salt: Vec<u8>,
     salted: Sha256,
 }
 
@@ -415,7 +417,10 @@ impl SaltedHasher {
     fn new(salt: &[u8]) -> Self {
         let mut salted = Sha256::new();
         salted.update(salt);
-        SaltedHasher { salted }
+        SaltedHasher {
+            salt: salt.to_vec(),
+            salted,
+        }
     }
 
     fn digest(&self, block: &[u8]) -> [u8; 32] {
@@ -428,8 +433,6 @@ impl SaltedHasher {
     /// of `digests`, in parallel. `blocks` must be a whole number of blocks
     /// and `digests` exactly one slot per block.
     fn digest_blocks(&self, blocks: &[u8], digests: &mut [u8]) {
-        debug_assert_eq!(blocks.len() % BLOCK_BYTES, 0);
-        debug_assert_eq!(blocks.len() / BLOCK_BYTES * DIGEST_SIZE, digests.len());
         blocks
             .par_chunks_exact(BLOCK_BYTES)
             .zip(digests.par_chunks_exact_mut(DIGEST_SIZE))
@@ -446,6 +449,7 @@ impl SaltedHasher {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashTree {
     geometry: Geometry,
+    salt: Vec<u8>,
     /// Level bytes, index 0 is the leaf level. Empty for a single data block.
     levels: Vec<Vec<u8>>,
     root_hash: [u8; 32],
@@ -475,7 +479,7 @@ impl HashTree {
         Ok(Self::from_leaves(geometry, &hasher, leaves))
     }
 
-    /// Builds the upper levels on top of `leaves`, which holds one digest per
+    /// Builds the upper levels on top of `leaves`, which contains one digest per
     /// data block and is `geometry.leaf_buffer_len()` bytes long.
     fn from_leaves(geometry: Geometry, hasher: &SaltedHasher, leaves: Vec<u8>) -> Self {
         if geometry.levels() == 0 {
@@ -483,6 +487,7 @@ impl HashTree {
             root_hash.copy_from_slice(&leaves[..DIGEST_SIZE]);
             return HashTree {
                 geometry,
+                salt: hasher.salt.clone(),
                 levels: Vec::new(),
                 root_hash,
             };
@@ -502,6 +507,7 @@ impl HashTree {
         }
         HashTree {
             geometry,
+            salt: hasher.salt.clone(),
             levels,
             root_hash,
         }
@@ -531,19 +537,14 @@ impl HashTree {
     }
 
     /// Compares this tree, built from the data, with the tree area of a
-    /// stored hash image (the bytes after the superblock block, at least
+    /// stored hash image made with the same salt (the bytes after the superblock block, at least
     /// `tree_blocks() * 4096` long) and with `expected_root`.
     ///
     /// The first mismatch is located the way the kernel would meet it. The
     /// stored tree is checked from `expected_root` down, so a corrupt hash
     /// block is named before the data blocks it covers. A data block is named
     /// only when the stored tree is intact but the data's digest differs.
-    pub fn check(
-        &self,
-        stored_tree: &[u8],
-        salt: &[u8],
-        expected_root: &[u8; 32],
-    ) -> Result<(), TreeError> {
+    pub fn check(&self, stored_tree: &[u8], expected_root: &[u8; 32]) -> Result<(), TreeError> {
         let geometry = &self.geometry;
         let tree_len = geometry.hash_size() as usize - BLOCK_BYTES;
         if stored_tree.len() < tree_len {
@@ -568,7 +569,7 @@ impl HashTree {
 
         // The stored tree differs from the data's tree, so some stored hash
         // block or some data block changed. Walk the stored tree top-down.
-        let hasher = SaltedHasher::new(salt);
+        let hasher = SaltedHasher::new(&self.salt);
         for level in (0..geometry.levels()).rev() {
             let blocks = &stored_tree[geometry.level_range(level)];
             let parent = (level + 1 < geometry.levels())
@@ -777,7 +778,7 @@ pub fn verify_bytes(
 
     let data = &data[..geometry.data_size() as usize];
     let tree = HashTree::from_data(data, &superblock.salt)?;
-    tree.check(&hash_image[BLOCK_BYTES..], &superblock.salt, root_hash)?;
+    tree.check(&hash_image[BLOCK_BYTES..], root_hash)?;
     Ok(tree_info(&tree, &superblock))
 }
 
@@ -819,8 +820,12 @@ fn tree_info(tree: &HashTree, superblock: &Superblock) -> VerityInfo {
 /// Pads `data` in place with zeros to a whole number of 4096-byte blocks
 /// (rejecting an empty file), then writes the hash image to `hash`: the
 /// veritysetup superblock at offset 0 and the tree from block 1. `hash` is
-/// created or truncated, then synced to disk as cryptsetup does after
-/// creating a hash area. The padded data file is not synced.
+/// created or truncated.
+///
+/// Neither file is synced to disk, unlike veritysetup, which fsyncs the hash
+/// file. On ext4 with `data=ordered` that fsync also waits for the writeback
+/// of a freshly written data file, and the pipeline does not need the hash
+/// image to survive a crash.
 pub fn format(data: &Path, hash: &Path, params: &VerityParams) -> Result<VerityInfo, VerityError> {
     check_salt(&params.salt).map_err(|err| err.with_paths(data, hash))?;
     if is_same_file(data, hash) {
@@ -854,7 +859,6 @@ pub fn format(data: &Path, hash: &Path, params: &VerityParams) -> Result<VerityI
     })?;
     out.write_all(&first_block).map_err(write_error)?;
     tree.write_levels(&mut out).map_err(write_error)?;
-    out.sync_all().map_err(write_error)?;
 
     Ok(tree_info(&tree, &superblock))
 }
@@ -889,7 +893,7 @@ pub fn verify(data: &Path, hash: &Path, root_hash: &[u8; 32]) -> Result<VerityIn
     let leaves = hash_data_file(&mut file, data, &geometry, &hasher)?;
     let tree = HashTree::from_leaves(geometry, &hasher, leaves);
 
-    tree.check(&stored_tree, &superblock.salt, root_hash)
+    tree.check(&stored_tree, root_hash)
         .map_err(|err| err.with_paths(data, hash))?;
     Ok(tree_info(&tree, &superblock))
 }
@@ -970,8 +974,8 @@ fn is_same_file(data: &Path, hash: &Path) -> bool {
     }
 }
 
-/// Opens `data`, rejects it when empty, extends it with zeros to a whole
-/// number of blocks, and returns the tree shape for the padded size.
+/// Reads the size of `data`, rejects it when empty, extends it with zeros to
+/// a whole number of blocks, and returns the tree shape for the padded size.
 fn pad_data_file(data: &Path) -> Result<Geometry, VerityError> {
     let path = || data.to_path_buf();
     let len = std::fs::metadata(data)
