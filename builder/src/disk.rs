@@ -28,6 +28,7 @@
 //! writes only the 4096-byte blocks of partition contents that are not zero.
 
 mod fat;
+mod fat_read;
 mod gpt;
 
 use std::fs::{File, OpenOptions};
@@ -42,6 +43,7 @@ use thiserror::Error;
 pub use uuid::Uuid;
 
 pub use fat::{make_esp, FatError};
+pub use fat_read::{FatReadError, FatVolume};
 pub use gpt::{read_layout, GptError, Layout, PartitionEntry, PARTITION_ALIGNMENT, SECTOR_SIZE};
 
 /// DPS partition type of an x86-64 root file system.

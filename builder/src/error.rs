@@ -32,6 +32,8 @@ pub enum Error {
     #[error(transparent)]
     Fat(#[from] crate::disk::FatError),
     #[error(transparent)]
+    FatRead(#[from] crate::disk::FatReadError),
+    #[error(transparent)]
     Gpt(#[from] crate::disk::GptError),
     #[error(transparent)]
     Cpio(#[from] crate::initramfs::CpioError),

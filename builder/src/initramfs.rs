@@ -123,6 +123,79 @@ pub enum CpioError {
         /// The file size in bytes.
         size: usize,
     },
+
+    /// An archive being read is not a valid uncompressed newc archive.
+    #[error("invalid newc cpio archive at offset {offset}: {reason}")]
+    Malformed {
+        /// Byte offset of the entry or field that failed.
+        offset: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+}
+
+/// One entry of a newc archive read by [`read_archive`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpioEntry {
+    /// Path as stored, without a leading `/` or the NUL.
+    pub path: String,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    /// File contents; empty for directories and device nodes.
+    pub data: Vec<u8>,
+}
+
+impl CpioEntry {
+    /// Reports whether the entry is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.mode & 0o170_000 == S_IFREG
+    }
+}
+
+/// Parses an uncompressed newc archive up to its `TRAILER!!!` entry, in the
+/// format [`Cpio`] writes. Leading `./` or `/` in names is removed.
+///
+/// # Errors
+///
+/// [`CpioError::Malformed`] for a wrong magic, a field that is not 8 hex
+/// digits, a name without its NUL, data past the end, or a missing trailer.
+pub fn read_archive(archive: &[u8]) -> Result<Vec<CpioEntry>, CpioError> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    loop {
+        let malformed = |offset: usize, reason: String| CpioError::Malformed { offset, reason };
+        let header = archive.get(offset..offset + NEWC_HEADER_LEN).ok_or_else(|| malformed(offset, "the archive ends inside a header (no TRAILER!!! entry)".into()))?;
+        if &header[..NEWC_MAGIC.len()] != NEWC_MAGIC {
+            return Err(malformed(offset, format!("magic {:?} is not \"070701\"", String::from_utf8_lossy(&header[..NEWC_MAGIC.len()]))));
+        }
+        let field = |index: usize| -> Result<u32, CpioError> {
+            let start = NEWC_MAGIC.len() + index * 8;
+            let text = std::str::from_utf8(&header[start..start + 8]).ok().filter(|text| text.bytes().all(|b| b.is_ascii_hexdigit()));
+            text.and_then(|text| u32::from_str_radix(text, 16).ok()).ok_or_else(|| malformed(offset + start, "a header field is not 8 hexadecimal digits".into()))
+        };
+        let mode = field(1)?;
+        let file_size = field(6)? as usize;
+        let name_size = field(11)? as usize;
+
+        let name_start = offset + NEWC_HEADER_LEN;
+        let name_bytes = archive.get(name_start..name_start + name_size).ok_or_else(|| malformed(name_start, "the name runs past the end of the archive".into()))?;
+        let Some((0, name)) = name_bytes.split_last() else {
+            return Err(malformed(name_start, "the name is empty or not NUL-terminated".into()));
+        };
+        let name = std::str::from_utf8(name).map_err(|_| malformed(name_start, "the name is not UTF-8".into()))?;
+        let data_start = align_up(name_start + name_size);
+        let data = archive.get(data_start..data_start + file_size).ok_or_else(|| malformed(data_start, format!("{name:?} has {file_size} bytes of data past the end of the archive")))?;
+        if name == TRAILER_NAME {
+            return Ok(entries);
+        }
+        let path = name.trim_start_matches("./").trim_start_matches('/').to_owned();
+        entries.push(CpioEntry { path, mode, data: data.to_vec() });
+        offset = align_up(data_start + file_size);
+    }
+}
+
+fn align_up(offset: usize) -> usize {
+    offset.next_multiple_of(NEWC_ALIGN)
 }
 
 /// Kind of an entry already in the archive, used to check parents.

@@ -205,6 +205,28 @@ pub enum UkiError {
         offset: usize,
     },
 
+    /// A section header of a UKI being read points outside the file.
+    #[error("invalid UKI: section {name:?} data at offset {offset:#x} with {size} bytes runs past the end of the {len}-byte file")]
+    SectionOutOfBounds {
+        /// The section name.
+        name: String,
+        /// `PointerToRawData`.
+        offset: u32,
+        /// The bytes read: the smaller of `VirtualSize` and `SizeOfRawData`.
+        size: u32,
+        /// The file size.
+        len: usize,
+    },
+
+    /// The UKI's `CheckSum` field does not match its contents.
+    #[error("UKI checksum {stored:#010x} does not match the computed {computed:#010x}: the file was changed after it was built")]
+    ChecksumMismatch {
+        /// The `CheckSum` field.
+        stored: u32,
+        /// The checksum of the file.
+        computed: u32,
+    },
+
     /// A size or address exceeds the 32-bit PE fields.
     #[error("section {name:?} does not fit: {field} would exceed the 32-bit PE limit of 4 GiB")]
     TooLarge {
@@ -265,6 +287,11 @@ struct PlacedSection<'a> {
 /// * the result exceeds the 32-bit PE limits.
 pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>, UkiError> {
     let headers = parse_headers(stub)?;
+    check_unsigned(
+        stub,
+        headers.optional_offset,
+        headers.section_table_offset - headers.optional_offset,
+    )?;
     validate_sections(&headers, sections)?;
     check_header_room(stub, &headers, sections.len())?;
 
@@ -285,6 +312,52 @@ pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>, UkiErro
     let checksum = pe_checksum(&image, headers.optional_offset + OPT_CHECKSUM);
     put_u32(&mut image, headers.optional_offset + OPT_CHECKSUM, checksum);
     Ok(image)
+}
+
+/// One section of a PE image, as [`read_sections`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// The name without its NUL padding, such as `.cmdline`.
+    pub name: String,
+    /// The section's bytes in the file: `SizeOfRawData` bytes, cut to
+    /// `VirtualSize` when that is smaller. Sections that [`build`] added
+    /// with their exact length come back byte for byte except `.linux`,
+    /// which keeps the zero padding up to `FileAlignment`.
+    pub data: Vec<u8>,
+}
+
+/// Reads the section table of a PE32+ image such as a UKI and returns every
+/// section in table order. Also checks the PE `CheckSum` when it is not 0,
+/// so a changed byte anywhere in the file is found.
+///
+/// # Errors
+///
+/// [`UkiError`] for a file that is not PE32+, a section whose data runs
+/// past the end of the file, or a checksum mismatch.
+pub fn read_sections(image: &[u8]) -> Result<Vec<Section>, UkiError> {
+    let headers = parse_headers(image)?;
+    let checksum_offset = headers.optional_offset + OPT_CHECKSUM;
+    let stored = read_u32(image, checksum_offset, "optional header")?;
+    let computed = pe_checksum(image, checksum_offset);
+    if stored != 0 && stored != computed {
+        return Err(UkiError::ChecksumMismatch { stored, computed });
+    }
+
+    let mut sections = Vec::with_capacity(headers.sections.len());
+    for section in &headers.sections {
+        let name_len = section.name.iter().position(|&b| b == 0).unwrap_or(SECTION_NAME_MAX);
+        let name = String::from_utf8_lossy(&section.name[..name_len]).into_owned();
+        let size = section.virtual_size.min(section.size_of_raw_data);
+        let data = slice(image, section.pointer_to_raw_data as usize, size as usize, "section data")
+            .map_err(|_| UkiError::SectionOutOfBounds {
+                name: name.clone(),
+                offset: section.pointer_to_raw_data,
+                size,
+                len: image.len(),
+            })?;
+        sections.push(Section { name, data: data.to_vec() });
+    }
+    Ok(sections)
 }
 
 /// Computes the PE image checksum: the 16-bit one's-complement style sum of
@@ -376,8 +449,6 @@ fn parse_headers(stub: &[u8]) -> Result<PeHeaders, UkiError> {
             return Err(UkiError::InvalidAlignment { field, value });
         }
     }
-    check_unsigned(stub, optional_offset, optional_size)?;
-
     let section_table_offset = optional_offset + optional_size;
     let sections = (0..number_of_sections)
         .map(|index| read_section(stub, section_table_offset + index * SECTION_HEADER_LEN))
