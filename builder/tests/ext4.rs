@@ -32,6 +32,16 @@ fn make_tree(dir: &Path) {
     assert!(status.success());
 }
 
+/// Builds an image from a fresh tree in a temporary folder kept alive by
+/// the returned handle.
+fn build_tree_image() -> (tempfile::TempDir, ext4::Ext4Output) {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    make_tree(&tree);
+    let output = ext4::build(&tree, &work.path().join("root.ext4"), &params()).unwrap();
+    (work, output)
+}
+
 fn require_e2fsprogs() -> bool {
     let found = ["/usr/sbin/mke2fs", "/sbin/mke2fs"].iter().any(|p| Path::new(p).exists());
     if !found {
@@ -68,10 +78,8 @@ fn ext4_read_back_lists_regular_files() {
     if !require_e2fsprogs() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let (work, output) = build_tree_image();
     let tree = work.path().join("tree");
-    make_tree(&tree);
-    let output = ext4::build(&tree, &work.path().join("root.ext4"), &params()).unwrap();
 
     assert_eq!(output.files.len(), 203, "three named files and 200 numbered ones");
     let tool = output.files.iter().find(|f| f.path == "/usr/bin/tool").expect("/usr/bin/tool listed");
@@ -94,10 +102,8 @@ fn ext4_inode_times_are_epoch() {
     if !require_e2fsprogs() {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let (work, output) = build_tree_image();
     let tree = work.path().join("tree");
-    make_tree(&tree);
-    let output = ext4::build(&tree, &work.path().join("root.ext4"), &params()).unwrap();
     let stat = Command::new("debugfs").arg("-R").arg("stat /etc/hostname").arg(&output.image).output().unwrap();
     let text = String::from_utf8_lossy(&stat.stdout);
     let expected = format!("0x{EPOCH:08x}");
