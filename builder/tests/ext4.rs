@@ -102,8 +102,8 @@ fn ext4_inode_times_are_epoch() {
     if !require_e2fsprogs() {
         return;
     }
-    let (work, output) = build_tree_image();
-        let stat = Command::new("debugfs").arg("-R").arg("stat /etc/hostname").arg(&output.image).output().unwrap();
+    let (_work, output) = build_tree_image();
+    let stat = Command::new("debugfs").arg("-R").arg("stat /etc/hostname").arg(&output.image).output().unwrap();
     let text = String::from_utf8_lossy(&stat.stdout);
     let expected = format!("0x{EPOCH:08x}");
     for field in ["ctime:", "atime:", "mtime:"] {
