@@ -23,6 +23,10 @@ pub enum Error {
     Sign(#[from] crate::sign::SignError),
     #[error("generated release policy is invalid at {0}; please report this bug")]
     Policy(crate::policy::PolicyError),
+    #[error("{}:{source}", path.display())]
+    PolicyFile { path: PathBuf, source: crate::policy::PolicyError },
+    #[error("the kernel would reject {count} of the policy files")]
+    PolicyRejected { count: usize },
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
     #[error(transparent)]

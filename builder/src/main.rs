@@ -3,6 +3,7 @@
 use applbuild::cache::Cache;
 use applbuild::error::Error;
 use applbuild::pipeline::{self, ImageOptions};
+use applbuild::policy_cmd::{self, ExplainRequest};
 use applbuild::run::{self, Accel, RunOptions};
 use applbuild::{board, keys};
 use clap::{Parser, Subcommand};
@@ -90,6 +91,48 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Check IPE policies and show which rule decides an access.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Parse each FILE as Linux 6.12's IPE does and print errors and lint warnings; exit 1 when the kernel would reject a file.
+    Lint {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The files are boot policies, so boot_verified=TRUE is expected and not a warning.
+        #[arg(long)]
+        boot_policy: bool,
+    },
+    /// Print the rule or default of POLICY that decides an access, with its line, and the decision.
+    Explain {
+        policy: PathBuf,
+        /// The operation: EXECUTE, FIRMWARE, KMODULE, KEXEC_IMAGE, KEXEC_INITRAMFS, POLICY, X509_CERT, or UNKNOWN.
+        #[arg(long = "op", value_name = "OPERATION")]
+        operation: String,
+        /// The dm-verity root hash of the file's device, as ALG:HEX (e.g. sha256:3a7b…).
+        #[arg(long, value_name = "ALG:HEX")]
+        roothash: Option<String>,
+        /// The kernel verified the dm-verity root hash signature.
+        #[arg(long)]
+        signed: bool,
+        /// The file's fs-verity digest, as ALG:HEX.
+        #[arg(long, value_name = "ALG:HEX")]
+        fsverity: Option<String>,
+        /// The file has a verified fs-verity built-in signature.
+        #[arg(long)]
+        fsverity_signed: bool,
+        /// The file is on the initramfs (boot_verified).
+        #[arg(long)]
+        boot_verified: bool,
+        /// The access has no file (anonymous memory, init_module, kexec_load).
+        #[arg(long)]
+        no_file: bool,
     },
 }
 
@@ -184,6 +227,29 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
             KeysCommand::Show { dir } => {
                 print_stdout(&keys::describe(dir)?);
+                Ok(())
+            }
+        },
+        Command::Policy { command } => match command {
+            PolicyCommand::Lint { files, boot_policy } => {
+                let report = policy_cmd::lint_files(files, ipe::lint::LintOptions { after_boot: !boot_policy })?;
+                print_stdout(report.output.trim_end());
+                match report.rejected {
+                    0 => Ok(()),
+                    count => Err(Error::PolicyRejected { count }),
+                }
+            }
+            PolicyCommand::Explain { policy, operation, roothash, signed, fsverity, fsverity_signed, boot_verified, no_file } => {
+                let request = ExplainRequest {
+                    operation: operation.clone(),
+                    roothash: roothash.clone(),
+                    signed: *signed,
+                    fsverity: fsverity.clone(),
+                    fsverity_signed: *fsverity_signed,
+                    boot_verified: *boot_verified,
+                    no_file: *no_file,
+                };
+                print_stdout(&policy_cmd::explain(policy, &request)?);
                 Ok(())
             }
         },
