@@ -128,8 +128,8 @@ pub fn explain(path: &Path, request: &ExplainRequest) -> Result<String, Error> {
         }
         Source::GlobalDefault => {
             let line = header.global_default.map_or(0, |default| default.line);
-            let why = if operation.is_some() { "no rule matched and the operation has no default; the global default" } else { "the operation is unknown; the global default" };
-            (line, format!("DEFAULT action={action}"), why)
+            let reason = if operation.is_some() { "no rule matched and the operation has no default; the global default" } else { "the operation is unknown; the global default" };
+            (line, format!("DEFAULT action={action}"), reason)
         }
         Source::UnknownOperationWithoutDefault | Source::NoActivePolicy => {
             return Ok(format!("{name}: no rule or default applies; the kernel warns and allows\ndecision: ALLOW"));

@@ -121,7 +121,7 @@ pub fn write_config_change<W: fmt::Write>(out: &mut W, old: Option<&PolicySummar
     write!(out, " auid={auid} ses={session} lsm=ipe res=1")
 }
 
-/// Which kernel's AUDIT_IPE_POLICY_LOAD fields to write.
+/// Field set of an AUDIT_IPE_POLICY_LOAD record, by kernel version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadRecordFormat {
     /// Linux 6.12 to 6.15: successful loads only, ending at `res=1`.

@@ -50,7 +50,7 @@ impl fmt::Display for Errno {
     }
 }
 
-/// What was wrong, one variant per rejection the kernel makes.
+/// Fault in a policy text, one variant per rejection the kernel makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
     /// No header: the text is empty, or only comments and blank lines remain
@@ -229,7 +229,7 @@ impl fmt::Debug for TokenExcerpt {
 pub struct ParseError {
     /// The errno Linux 6.12 returns for this text.
     pub errno: Errno,
-    /// What was wrong.
+    /// The fault.
     pub kind: ErrorKind,
     /// 1-based line; a CR LF pair ends one line.
     pub line: u32,

@@ -5,12 +5,11 @@
 //! otherwise the global default. A property whose provider is not compiled
 //! in is false for both `TRUE` and `FALSE`.
 //!
-//! [`evaluate`] uses the digest index: a rule that names a digest can only
-//! match an event with that digest, so only the rules keyed by the event's
-//! dm-verity root hash and fs-verity digest (found by binary search) and
-//! the rules without a digest are checked, and the smallest matching rule
-//! index wins. That is the same rule the file-order scan of
-//! [`evaluate_linear`] finds.
+//! [`evaluate`] uses the digest index. A rule that names a digest can only
+//! match an event with that digest, so it checks only the rules keyed by the
+//! event's dm-verity root hash or fs-verity digest (found by binary search)
+//! and the rules without a digest. The smallest matching rule index wins,
+//! which is the rule the file-order scan of [`evaluate_linear`] finds.
 
 use core::cmp::Ordering;
 
@@ -96,7 +95,7 @@ pub struct Event<'e> {
     pub file: Option<FileProperties<'e>>,
 }
 
-/// What decided an event.
+/// The rule or default that decided an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     /// The rule at this index of [`PolicyRef::rules`].

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
-//! Lexical processing, as Linux 6.12's `ipe_parse_policy` does it: the text
-//! ends at the first NUL byte, every CR and every LF ends a line, a `#`
+//! Lexical processing, as Linux 6.12's `ipe_parse_policy` does it. The text
+//! ends at the first NUL byte, and every CR and every LF ends a line. A `#`
 //! starts a comment anywhere in a line, trailing `isspace()` characters are
 //! dropped, and only SPACE and TAB separate tokens.
 //!
@@ -93,8 +93,8 @@ impl<'t> Iterator for Lines<'t> {
                 Some(hash) => raw.get(..hash).unwrap_or(raw),
                 None => raw,
             };
-            let kept = without_comment.iter().rposition(|&byte| !is_c_space(byte)).map_or(0, |last| last.saturating_add(1));
-            let bytes = without_comment.get(..kept).unwrap_or(&[]);
+            let trimmed_len = without_comment.iter().rposition(|&byte| !is_c_space(byte)).map_or(0, |last| last.saturating_add(1));
+            let bytes = without_comment.get(..trimmed_len).unwrap_or(&[]);
             if !bytes.is_empty() {
                 return Some(Line { bytes, offset: start, number: self.number });
             }

@@ -11,7 +11,7 @@
 //!
 //! Contract:
 //! - The parser accepts and rejects exactly what Linux 6.12's IPE does and
-//!   returns the same errno ([`Errno`]); every error also says the line,
+//!   returns the same errno ([`Errno`]). Every error also reports the line,
 //!   column, token and expected form.
 //! - [`evaluate`] decides as the kernel does (first matching rule of the
 //!   operation, then its default, then the global default) but finds the

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only OR MIT
 //! Warnings about policies the kernel accepts but that probably do not do
-//! what their author meant: rules that never decide, digests that never
-//! match, operations left to the global default, and trust in the
+//! what their author meant. They flag rules that never decide, digests that
+//! never match, operations left to the global default, and trust in the
 //! initramfs or in any signed dm-verity volume.
 
 use core::fmt;
@@ -9,7 +9,7 @@ use core::fmt;
 use crate::grammar::{digest_size, Operation, PropertyKey};
 use crate::policy::{PolicyRef, Property, Rule, Value};
 
-/// What a warning is about.
+/// Kind of lint finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WarningKind {
     /// An earlier rule of the same operation has a subset of this rule's
@@ -54,7 +54,7 @@ pub struct Warning {
     pub line: u32,
     /// 1-based byte column.
     pub column: u32,
-    /// What it is about.
+    /// The finding.
     pub kind: WarningKind,
 }
 
@@ -100,7 +100,8 @@ impl Default for LintOptions {
 /// Calls `report` for each warning about `policy`, in line order within each check.
 ///
 /// NOTE: the shadowing check compares every pair of rules of an operation,
-/// so it takes quadratic time; about a second for 10,000 rules of one operation.
+/// so it takes quadratic time (an estimate: about a second for 10,000 rules
+/// of one operation).
 pub fn lint(policy: &PolicyRef<'_>, options: LintOptions, report: &mut dyn FnMut(Warning)) {
     if policy.global_default().is_some() {
         for operation in Operation::ALL {

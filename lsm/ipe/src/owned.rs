@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use crate::error::ParseError;
 use crate::eval::{evaluate, Decision, Event, Providers};
-use crate::parser::{measure, parse_into};
+use crate::parser::{measure, parse_measured};
 use crate::policy::{IndexEntry, PolicyHeader, PolicyRef, Property, Rule, Storage};
 use crate::print::write_policy;
 
@@ -44,7 +44,7 @@ impl Policy {
             index: &mut index,
             plain_rules: &mut plain_rules,
         };
-        let header = *parse_into(&text, &mut storage)?.header();
+        let header = *parse_measured(&text, &counts, &mut storage)?.header();
         Ok(Policy { text, header, rules, properties, digest_bytes, index, plain_rules })
     }
 

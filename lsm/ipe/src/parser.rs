@@ -4,9 +4,9 @@
 //! [`Storage`] and builds the digest index.
 //!
 //! It accepts and rejects exactly what Linux 6.12's `ipe_parse_policy`
-//! does, with the same errno, and checks tokens in the kernel's order (left
-//! to right, the last token of a line as the action after all others), so
-//! a line with two faults reports the one the kernel hits first.
+//! does, with the same errno. It checks tokens in the kernel's order: left
+//! to right, then the last token of a line as the action. So a line with two
+//! faults reports the one the kernel hits first.
 
 use core::cmp::Ordering;
 
@@ -40,7 +40,12 @@ pub fn measure(text: &[u8]) -> Counts {
 /// (EBADMSG, EINVAL or ERANGE), or ENOMEM ([`ErrorKind::StorageTooSmall`])
 /// when `storage` is smaller than `measure` reports.
 pub fn parse_into<'a>(text: &'a [u8], storage: &'a mut Storage<'_>) -> Result<PolicyRef<'a>, ParseError> {
-    let counts = measure(text);
+    parse_measured(text, &measure(text), storage)
+}
+
+/// [`parse_into`] with the counts [`measure`] returned for `text`, to save
+/// a pass when the caller measured already.
+pub(crate) fn parse_measured<'a>(text: &'a [u8], counts: &Counts, storage: &'a mut Storage<'_>) -> Result<PolicyRef<'a>, ParseError> {
     let Storage { rules, properties, digest_bytes, index, plain_rules } = storage;
     let too_small = || ParseError::new(ErrorKind::StorageTooSmall, 1, 1, &[]);
     let rules = rules.get_mut(..counts.rules).ok_or_else(too_small)?;
@@ -120,7 +125,7 @@ fn build_index(
     Some((index_ranges, plain_ranges))
 }
 
-/// Where a parse pass puts what it finds.
+/// Destination of a parse pass: counters, or the caller's storage.
 trait Sink {
     /// Number of properties stored so far.
     fn property_count(&self) -> usize;
@@ -128,7 +133,7 @@ trait Sink {
     fn property(&mut self, property: Property) -> Result<(), ()>;
     /// Stores the decoded bytes of validated hex digits and returns where they are.
     fn digest(&mut self, hex: &[u8]) -> Result<Span, ()>;
-    /// Stores a rule; `has_digest` tells whether it goes into the digest index.
+    /// Stores a rule. `has_digest` is true when it goes into the digest index.
     fn rule(&mut self, rule: Rule, has_digest: bool) -> Result<(), ()>;
 }
 
@@ -229,7 +234,7 @@ struct Defaults {
     per_operation: [Option<DefaultAction>; OPERATION_COUNT],
 }
 
-/// The single parse routine both passes run.
+/// Parses the whole text; both passes run this routine.
 fn parse_text<S: Sink>(text: &[u8], sink: &mut S) -> Result<PolicyHeader, ParseError> {
     let text = truncate_at_nul(text);
     let mut header: Option<PolicyHeader> = None;
@@ -321,9 +326,9 @@ fn parse_version(line: &Line<'_>, token: &Token<'_>) -> Result<Version, ParseErr
     Ok(Version { major, minor, revision })
 }
 
-/// Converts a decimal number as the kernel's `kstrtou16(s, 10, …)` does: an
-/// optional leading `+`, then digits only; u64 overflow or a value above
-/// 65535 gives ERANGE, anything else that is not a number gives EINVAL.
+/// Converts a decimal number as the kernel's `kstrtou16(s, 10, …)` does. It
+/// takes an optional leading `+`, then digits only. A u64 overflow or a value
+/// above 65535 gives ERANGE, and anything else that is not a number gives EINVAL.
 fn parse_u16(text: &[u8]) -> Result<u16, ErrorKind> {
     let digits = text.strip_prefix(b"+").unwrap_or(text);
     let mut value: Option<u64> = Some(0);
@@ -378,7 +383,7 @@ fn parse_rule_line<S: Sink>(line: &Line<'_>, sink: &mut S, defaults: &mut Defaul
     }
 
     let Some((action, action_token)) = action else { return Ok(()) };
-    let here = DefaultAction { action, line: line.number };
+    let this_default = DefaultAction { action, line: line.number };
     if is_default {
         let keyword = first_token.unwrap_or(action_token);
         if let Some(property) = first_property {
@@ -395,7 +400,7 @@ fn parse_rule_line<S: Sink>(line: &Line<'_>, sink: &mut S, defaults: &mut Defaul
             };
             return Err(token_error(kind, line, &keyword));
         }
-        *slot = Some(here);
+        *slot = Some(this_default);
         return Ok(());
     }
     let Some(operation) = operation else {
