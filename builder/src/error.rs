@@ -45,6 +45,8 @@ pub enum Error {
     Run(#[from] crate::run::RunError),
     #[error("failed to {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{failed} of {total} checks failed for {subject}")]
+    ChecksFailed { subject: String, failed: usize, total: usize },
     #[error("{message}")]
     Usage { message: String, hint: Option<String> },
     #[error("internal error: {0}; please report this bug")]

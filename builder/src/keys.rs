@@ -309,6 +309,113 @@ pub fn load(dir: &Path) -> Result<KeyPair, KeyError> {
     })
 }
 
+/// Loads an X.509 certificate in PEM or DER form. A directory stands for
+/// its `cert.pem`.
+pub fn load_certificate(path: &Path) -> Result<Certificate, KeyError> {
+    let path = if path.is_dir() { path.join(CERT_FILE) } else { path.to_path_buf() };
+    let bytes = fs::read(&path).map_err(|source| KeyError::ReadFile { path: path.clone(), source })?;
+    let parsed = if bytes.starts_with(b"-----BEGIN") { Certificate::from_pem(&bytes) } else { Certificate::from_der(&bytes) };
+    parsed.map_err(|source| KeyError::ParseCertificate { path, source })
+}
+
+/// The outcome of one `applbuild keys check` check.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyCheck {
+    /// Short check name, such as `key size`.
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found, or what is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Checks the key folder `dir` for what signing and the kernel's trusted
+/// keyring need: the key file's mode (no group or other access), the
+/// PKCS#8 RSA key, its size (at least 2048 bits), the certificate, that
+/// the key matches it, its self-signature and its validity dates at `now`.
+///
+/// Unlike [`load`] it reports every check instead of stopping at the first
+/// failure. A check that depends on a file that could not be read is
+/// reported as failed with the reason.
+pub fn check(dir: &Path, now: SystemTime) -> Vec<KeyCheck> {
+    let mut checks = Vec::new();
+    let mut record = |name: &'static str, result: Result<String, String>| {
+        let ok = result.is_ok();
+        let message = result.unwrap_or_else(|message| message);
+        checks.push(KeyCheck { name, ok, message });
+    };
+    let key_path = dir.join(KEY_FILE);
+    let cert_path = dir.join(CERT_FILE);
+
+    let mode = fs::metadata(&key_path).map(|meta| meta.permissions().mode() & 0o7777);
+    record("key file mode", match mode {
+        Ok(mode) if mode & 0o077 == 0 => Ok(format!("{} has mode {mode:04o}", key_path.display())),
+        Ok(mode) => Err(KeyError::InsecureKeyMode { path: key_path.clone(), mode }.to_string()),
+        Err(err) => Err(format!("cannot read {}: {err}", key_path.display())),
+    });
+
+    // Read the key even when its mode is too open, so that every other check still runs.
+    let private_key = fs::read(&key_path)
+        .map_err(|source| KeyError::ReadFile { path: key_path.clone(), source }.to_string())
+        .map(der::zeroize::Zeroizing::new)
+        .and_then(|pem| parse_private_key(&key_path, &pem).map_err(|err| err.to_string()));
+    let public_key = private_key.as_ref().map(|key| key.as_public_key().clone());
+    record("private key", public_key.as_ref().map(|_| format!("{} is a PKCS#8 RSA private key", key_path.display())).map_err(|err| String::clone(err)));
+    if let Ok(public_key) = &public_key {
+        let bits = modulus_bits(public_key);
+        record("key size", if bits >= MIN_BITS { Ok(format!("RSA {bits} bits")) } else { Err(KeyError::KeyTooSmall { path: key_path.clone(), bits }.to_string()) });
+    }
+
+    let certificate = load_certificate(&cert_path).map_err(|err| err.to_string());
+    record("certificate", certificate.as_ref().map(|cert| format!("{} parses: subject {}", cert_path.display(), cert.tbs_certificate().subject())).map_err(|err| String::clone(err)));
+    let Ok(certificate) = certificate else { return checks };
+    let spki = certificate.tbs_certificate().subject_public_key_info().owned_to_ref();
+    let cert_key = PublicKey::try_from(spki).map_err(|source| KeyError::CertificateNotRsa { path: cert_path.clone(), source }.to_string());
+    match (&public_key, &cert_key) {
+        (Ok(key), Ok(cert_key)) if key.n() == cert_key.n() && key.e() == cert_key.e() => record("key matches certificate", Ok("the certificate's public key is the key's".into())),
+        (Ok(_), Ok(_)) => record("key matches certificate", Err(KeyError::KeyMismatch { key: key_path.clone(), cert: cert_path.clone() }.to_string())),
+        (_, Err(err)) => record("key matches certificate", Err(err.clone())),
+        (Err(_), Ok(_)) => record("key matches certificate", Err("not checked: the private key could not be read".into())),
+    }
+    if let Ok(cert_key) = &cert_key {
+        record("self-signature", check_self_signature(&certificate, cert_key));
+    }
+    record("validity", check_validity(&certificate, now));
+    checks
+}
+
+/// Checks that a self-issued certificate's signature verifies with its own
+/// key, as the kernel checks a self-signed certificate before it trusts it.
+fn check_self_signature(certificate: &Certificate, key: &PublicKey) -> Result<String, String> {
+    use rsa::signature::Verifier;
+    let tbs = certificate.tbs_certificate();
+    if tbs.issuer() != tbs.subject() {
+        return Ok(format!("not self-issued (issuer {}); the issuer's signature is not checked", tbs.issuer()));
+    }
+    let algorithm = certificate.signature_algorithm().oid;
+    if algorithm != der::oid::db::rfc5912::SHA_256_WITH_RSA_ENCRYPTION {
+        return Err(format!("signature algorithm {algorithm} is not sha256WithRSAEncryption, the one applbuild checks"));
+    }
+    let tbs_der = tbs.to_der().map_err(|err| format!("cannot encode the certificate body: {err}"))?;
+    let signature = rsa::pkcs1v15::Signature::try_from(certificate.signature().raw_bytes()).map_err(|err| format!("invalid RSA signature: {err}"))?;
+    rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone())
+        .verify(&tbs_der, &signature)
+        .map(|()| "sha256WithRSAEncryption self-signature verifies".to_string())
+        .map_err(|_| "the certificate's self-signature does not verify: the certificate is corrupt, so create a new key pair with applbuild keys init".to_string())
+}
+
+fn check_validity(certificate: &Certificate, now: SystemTime) -> Result<String, String> {
+    let validity = certificate.tbs_certificate().validity();
+    let now_seconds = now.duration_since(UNIX_EPOCH).map_err(|_| KeyError::ClockBeforeEpoch.to_string())?;
+    let (not_before, not_after) = (validity.not_before.to_unix_duration(), validity.not_after.to_unix_duration());
+    if now_seconds < not_before {
+        return Err(format!("the certificate is not valid before {}: check the clock, or SOURCE_DATE_EPOCH when the key was created", validity.not_before));
+    }
+    if now_seconds > not_after {
+        return Err(format!("the certificate expired on {}: create a new key pair with applbuild keys init", validity.not_after));
+    }
+    Ok(format!("valid from {} to {}", validity.not_before, validity.not_after))
+}
+
 /// Formats the subject, key size, serial number, validity and SHA-256
 /// fingerprint of the key pair in `dir`, one `name: value` line each.
 ///

@@ -29,3 +29,4 @@ pub mod progress;
 pub mod rootfs;
 pub mod run;
 pub mod tool;
+pub mod verify;

@@ -5,7 +5,7 @@ use applbuild::error::Error;
 use applbuild::pipeline::{self, ImageOptions};
 use applbuild::policy_cmd::{self, ExplainRequest};
 use applbuild::run::{self, Accel, RunOptions};
-use applbuild::{board, keys};
+use applbuild::{board, keys, verify};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,6 +92,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check a built image offline (no root, loop devices or boot): GPT, partitions, verity tree, signatures, ESP, UKI and policy.
+    ///
+    /// Prints one `ok:` or `FAILED:` line per check and exits 1 when any check fails.
+    Verify {
+        /// A disk image, or an output folder (OUT/<board>/<release>) that has a disk.raw.
+        image: PathBuf,
+        /// The trusted release certificate (PEM or DER, or a key folder with cert.pem). Without it, the certificate embedded in the image's policy signature is used, which proves consistency but not who signed.
+        #[arg(long, value_name = "CERT")]
+        cert: Option<PathBuf>,
+    },
     /// Check IPE policies and show which rule decides an access.
     Policy {
         #[command(subcommand)]
@@ -150,6 +160,8 @@ enum KeysCommand {
     },
     /// Print the certificate's subject, key size, fingerprint and validity.
     Show { dir: PathBuf },
+    /// Check DIR for signing and the kernel keyring: key file mode, key size, certificate, key match, self-signature, validity dates. Exits 1 when a check fails.
+    Check { dir: PathBuf },
 }
 
 fn main() {
@@ -229,7 +241,29 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 print_stdout(&keys::describe(dir)?);
                 Ok(())
             }
+            KeysCommand::Check { dir } => {
+                let checks = keys::check(dir, std::time::SystemTime::now());
+                if cli.json {
+                    print_json(&serde_json::json!({ "directory": dir, "ok": checks.iter().all(|c| c.ok), "checks": checks }))?;
+                } else {
+                    for check in &checks {
+                        print_stdout(&format!("{}: {}: {}", if check.ok { "ok" } else { "FAILED" }, check.name, check.message));
+                    }
+                }
+                checks_outcome(dir.display().to_string(), checks.iter().filter(|c| !c.ok).count(), checks.len())
+            }
         },
+        Command::Verify { image, cert } => {
+            let report = verify::verify(image, cert.as_deref())?;
+            if cli.json {
+                print_json(&serde_json::json!({ "ok": report.passed(), "report": report }))?;
+            } else {
+                for line in report.lines() {
+                    print_stdout(&line);
+                }
+            }
+            checks_outcome(report.image.display().to_string(), report.checks.iter().filter(|c| !c.ok).count(), report.checks.len())
+        }
         Command::Policy { command } => match command {
             PolicyCommand::Lint { files, boot_policy } => {
                 let report = policy_cmd::lint_files(files, ipe::lint::LintOptions { after_boot: !boot_policy })?;
@@ -253,6 +287,14 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 Ok(())
             }
         },
+    }
+}
+
+/// Maps a count of failed checks to the command's result (exit 1 on any failure).
+fn checks_outcome(subject: String, failed: usize, total: usize) -> Result<(), Error> {
+    match failed {
+        0 => Ok(()),
+        failed => Err(Error::ChecksFailed { subject, failed, total }),
     }
 }
 
