@@ -178,9 +178,9 @@ pub struct PolicyHeader {
     pub operation_defaults: [Option<DefaultAction>; OPERATION_COUNT],
     /// Range of [`PolicyRef::rules`] per operation.
     pub rule_ranges: [Span; OPERATION_COUNT],
-    /// Range of [`PolicyRef::index`] per operation.
+    /// Range of the digest index per operation (see [`PolicyRef::index_for`]).
     pub index_ranges: [Span; OPERATION_COUNT],
-    /// Range of [`PolicyRef::plain_rules`] per operation.
+    /// Range of the digest-free rule list per operation (see [`PolicyRef::plain_rules_for`]).
     pub plain_ranges: [Span; OPERATION_COUNT],
 }
 
