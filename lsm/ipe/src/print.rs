@@ -72,11 +72,22 @@ pub struct Escaped<'b>(pub &'b [u8]);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for chunk in self.0.utf8_chunks() {
-            f.write_str(chunk.valid())?;
-            for byte in chunk.invalid() {
+        // A loop over `from_utf8` rather than `utf8_chunks`, which needs
+        // Rust 1.79 while Linux 6.12 supports building with 1.78.
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            let (valid_len, invalid_len) = match core::str::from_utf8(rest) {
+                Ok(_) => (rest.len(), 0),
+                Err(error) => (error.valid_up_to(), error.error_len().unwrap_or(usize::MAX)),
+            };
+            let valid = rest.get(..valid_len).unwrap_or(&[]);
+            f.write_str(core::str::from_utf8(valid).unwrap_or(""))?;
+            let after = rest.get(valid_len..).unwrap_or(&[]);
+            let invalid = after.get(..invalid_len).unwrap_or(after);
+            for byte in invalid {
                 write!(f, "\\x{byte:02X}")?;
             }
+            rest = after.get(invalid.len()..).unwrap_or(&[]);
         }
         Ok(())
     }

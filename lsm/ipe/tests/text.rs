@@ -174,3 +174,12 @@ fn error_messages_read_well() {
         assert_eq!(error.to_string(), *expected);
     }
 }
+
+#[test]
+fn escaped_bytes_display() {
+    use ipe::print::Escaped;
+    assert_eq!(Escaped(b"plain").to_string(), "plain");
+    assert_eq!(Escaped(b"a\xffb\xe2\x82").to_string(), "a\\xFFb\\xE2\\x82");
+    assert_eq!(Escaped("é\u{20ac}".as_bytes()).to_string(), "é€");
+    assert_eq!(Escaped(b"").to_string(), "");
+}
