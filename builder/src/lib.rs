@@ -28,5 +28,6 @@ pub mod policy_cmd;
 pub mod progress;
 pub mod rootfs;
 pub mod run;
+pub mod signing;
 pub mod tool;
 pub mod verify;

@@ -5,7 +5,7 @@ use applbuild::error::Error;
 use applbuild::pipeline::{self, ImageOptions};
 use applbuild::policy_cmd::{self, ExplainRequest};
 use applbuild::run::{self, Accel, RunOptions};
-use applbuild::{board, keys, verify};
+use applbuild::{board, keys, signing, verify};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,17 @@ enum Command {
         /// A prebuilt static init binary for the initramfs. Default: build builder/init from this source tree.
         #[arg(long, value_name = "FILE")]
         init: Option<PathBuf>,
+        /// Build without the private key (only cert.pem is read) and leave the signatures to `applbuild sign`.
+        #[arg(long)]
+        unsigned: bool,
+    },
+    /// Sign an image built with `image --unsigned`: the result is byte-identical to a one-step signed build.
+    Sign {
+        /// The unsigned build's output folder, OUT/<board>/<release>.
+        outdir: PathBuf,
+        /// Key folder (key.pem, cert.pem); cert.pem must be the one the unsigned build used.
+        #[arg(long, value_name = "DIR")]
+        key: PathBuf,
     },
     /// Boot an image in QEMU under OVMF (UEFI), serial console on this terminal (quit: Ctrl-A X).
     Run {
@@ -204,7 +215,16 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 
 fn dispatch(cli: &Cli) -> Result<(), Error> {
     match &cli.command {
-        Command::Image { board, out, source_date_epoch, random_salt, no_cache, keys, init } => {
+        Command::Sign { outdir, key } => {
+            let summary = signing::sign_output(outdir, key)?;
+            if cli.json {
+                print_json(&summary)?;
+            } else {
+                print_stdout(&format!("{}", summary.output.join("disk.raw").display()));
+            }
+            Ok(())
+        }
+        Command::Image { board, out, source_date_epoch, random_salt, no_cache, keys, init, unsigned } => {
             let options = ImageOptions {
                 out: out.clone(),
                 epoch: *source_date_epoch,
@@ -213,6 +233,7 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 keys_dir: keys.clone(),
                 init: init.clone(),
                 cache: Cache::locate(),
+                unsigned: *unsigned,
             };
             let summary = pipeline::image(board, &options)?;
             if cli.json {

@@ -33,6 +33,76 @@ pub struct ImageOptions {
     /// The init binary to put in the initramfs; built from this source tree when absent.
     pub init: Option<PathBuf>,
     pub cache: Cache,
+    /// Build without the private key: only the certificate is read, the
+    /// signatures are left empty and the key-independent inputs of the
+    /// signing step are kept for `applbuild sign` (see [`SigningInputs`]).
+    pub unsigned: bool,
+}
+
+/// Folder in an unsigned build's output with the inputs of [`sign_parts`].
+pub const SIGNING_INPUTS_DIR: &str = "signing-inputs";
+
+/// Size of the verity signature partition, the size systemd-repart
+/// assumes. An unsigned build reserves it so that signing later does not
+/// move any partition.
+pub const VERITY_SIG_PARTITION_SIZE: usize = 16384;
+
+/// What the signing step needs besides the key. An unsigned build writes it
+/// to `signing-inputs/` (the byte fields as separate files), and
+/// `applbuild sign` reads it back, so both paths run [`sign_parts`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SigningInputs {
+    /// Lowercase hex dm-verity root hash, the content of the root hash signature.
+    pub root_hash: String,
+    /// Release policy text, the content of the policy signature.
+    pub policy_text: String,
+    pub cmdline: String,
+    pub os_release: String,
+    /// `SOURCE_DATE_EPOCH` of the build, used in the cpio and FAT timestamps.
+    pub epoch: u64,
+    pub esp_size: u64,
+    /// SHA-256 (hex) of the certificate the kernel trusts; the signing key must match it.
+    pub certificate_sha256: String,
+    #[serde(skip)]
+    pub init: Vec<u8>,
+    #[serde(skip)]
+    pub stub: Vec<u8>,
+    #[serde(skip)]
+    pub bzimage: Vec<u8>,
+}
+
+/// The key-dependent outputs of [`sign_parts`].
+pub struct SignedParts {
+    /// Detached PKCS#7 over the root hash; empty when unsigned.
+    pub root_sig: Vec<u8>,
+    /// Attached PKCS#7 of the policy; empty when unsigned.
+    pub policy_sig: Vec<u8>,
+    pub uki: Vec<u8>,
+    pub esp: Vec<u8>,
+    /// Content of the verity signature partition; zeros when unsigned.
+    pub sig_json: Vec<u8>,
+}
+
+/// Signs the root hash and the policy with `key` and builds everything
+/// that contains a signature: initramfs, UKI, ESP and the verity signature
+/// partition. Without a key the signatures are empty, so the parts have
+/// the same sizes and positions on the disk except the ESP's contents.
+pub fn sign_parts(inputs: &SigningInputs, key: Option<&keys::KeyPair>) -> Result<SignedParts, Error> {
+    let (root_sig, policy_sig, sig_json) = match key {
+        Some(key) => {
+            let root_sig = sign::sign_detached(key, inputs.root_hash.as_bytes())?;
+            let policy_sig = sign::sign_attached(key, inputs.policy_text.as_bytes())?;
+            let sig_json = disk::verity_sig_json(&inputs.root_hash, &root_sig, &key.cert_sha256())?;
+            (root_sig, policy_sig, sig_json)
+        }
+        None => (Vec::new(), Vec::new(), vec![0u8; VERITY_SIG_PARTITION_SIZE]),
+    };
+    let mut root_hash = [0u8; 32];
+    hex::decode_to_slice(&inputs.root_hash, &mut root_hash).map_err(|err| Error::Internal(format!("root hash {:?} is not 64 hex digits: {err}", inputs.root_hash)))?;
+    let cpio = initramfs_image(&inputs.init, &policy_sig, inputs.epoch)?;
+    let uki = uki::build(&inputs.stub, &[(".osrel", inputs.os_release.as_bytes()), (".cmdline", inputs.cmdline.as_bytes()), (".initrd", &cpio), (".linux", &inputs.bzimage)])?;
+    let esp = disk::make_esp(&[("EFI/BOOT/BOOTX64.EFI", &uki)], inputs.esp_size, derive_u32(&root_hash, "esp volume id"), "ESP", inputs.epoch)?;
+    Ok(SignedParts { root_sig, policy_sig, uki, esp, sig_json })
 }
 
 /// What a finished build produced, printed as JSON with `--json`.
@@ -92,7 +162,8 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let board = board::load(board_path)?;
     let manifest = manifest::load(&board.manifest)?;
     let keys_dir = options.keys_dir.clone().unwrap_or_else(|| board.keys.dir.clone());
-    let key_pair = load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?;
+    let signer = if options.unsigned { Signer::Certificate(keys::load_certificate(&keys_dir)?) } else { Signer::Key(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?) };
+    let (cert_pem, cert_sha256) = signer.certificate()?;
     crate::tool::require(crate::tool::IMAGE_TOOLS)?;
     lap("board", &mut times);
 
@@ -127,24 +198,20 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     tracing::info!(root_hash = %root_hash, "verity: root hash");
     lap("verity", &mut times);
 
-    // Signatures and policy.
-    let root_sig = sign::sign_detached(&key_pair, root_hash.as_bytes())?;
+    // Policy.
     let policy_name = format!("applbuild-{}", board.name);
     let mut root_hashes = vec![root_hash.clone()];
     root_hashes.extend(board.ipe.previous_releases.iter().cloned());
     let policy_text = policy::generate(&policy::PolicyInput { name: &policy_name, version: &release, root_hashes, require_signature: board.ipe.require_signature });
     policy::check(policy_text.as_bytes()).map_err(Error::Policy)?;
-    let policy_sig = sign::sign_attached(&key_pair, policy_text.as_bytes())?;
-    lap("sign", &mut times);
 
     // Kernel, initramfs, UKI.
-    let kernel_out = kernel::build(&board, key_pair.cert_pem().as_bytes(), &options.cache, options.no_cache)?;
+    let kernel_out = kernel::build(&board, cert_pem.as_bytes(), &options.cache, options.no_cache)?;
     lap("kernel", &mut times);
     let init_binary = match &options.init {
         Some(path) => fs::read(path).map_err(|source| Error::io("read", path, source))?,
         None => crate::init_build::build()?,
     };
-    let cpio = initramfs_image(&init_binary, &policy_sig, options.epoch)?;
     let root_uuid = disk::root_partition_uuid(&verity_info.root_hash)?;
     let verity_uuid = disk::verity_partition_uuid(&verity_info.root_hash)?;
     let cmdline = format!(
@@ -157,12 +224,26 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let os_release = format!("NAME=\"applbuild appliance\"\nID=applbuild\nVERSION_ID={release}\nIMAGE_ID={}\nIMAGE_VERSION={release}\n", board.name);
     let stub = fs::read(&kernel_out.stub).map_err(|source| Error::io("read", &kernel_out.stub, source))?;
     let bzimage = fs::read(&kernel_out.bzimage).map_err(|source| Error::io("read", &kernel_out.bzimage, source))?;
-    let uki_bytes = uki::build(&stub, &[(".osrel", os_release.as_bytes()), (".cmdline", cmdline.as_bytes()), (".initrd", &cpio), (".linux", &bzimage)])?;
-    lap("uki", &mut times);
+    let signing_inputs = SigningInputs {
+        root_hash: root_hash.clone(),
+        policy_text: policy_text.clone(),
+        cmdline: cmdline.clone(),
+        os_release,
+        epoch: options.epoch,
+        esp_size: board.disk.esp_size.0,
+        certificate_sha256: hex::encode(cert_sha256),
+        init: init_binary,
+        stub,
+        bzimage,
+    };
+    let key = match &signer {
+        Signer::Key(key) => Some(key),
+        Signer::Certificate(_) => None,
+    };
+    let SignedParts { root_sig, policy_sig, uki: uki_bytes, esp, sig_json } = sign_parts(&signing_inputs, key)?;
+    lap("sign and uki", &mut times);
 
     // Disk.
-    let esp = disk::make_esp(&[("EFI/BOOT/BOOTX64.EFI", &uki_bytes)], board.disk.esp_size.0, derive_u32(&verity_info.root_hash, "esp volume id"), "ESP", options.epoch)?;
-    let sig_json = disk::verity_sig_json(&root_hash, &root_sig, &key_pair.cert_sha256())?;
     let state = match board.disk.state {
         Some(size) => Some(state_image(&staging, size.0, &inputs, options.epoch)?),
         None => None,
@@ -183,12 +264,17 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     };
     write("uki.efi", &uki_bytes)?;
     write("roothash", root_hash.as_bytes())?;
-    write("roothash.p7s", &root_sig)?;
+    if !options.unsigned {
+        write("roothash.p7s", &root_sig)?;
+        write("policy.p7s", &policy_sig)?;
+    }
     write("policy.pol", policy_text.as_bytes())?;
-    write("policy.p7s", &policy_sig)?;
     write("cmdline", cmdline.as_bytes())?;
     let build_json = build_record(&board, &manifest, options, &tree.packages, &ext4_out, &verity_info, &kernel_out, &result_dir, &times)?;
     write("build.json", build_json.as_bytes())?;
+    if options.unsigned {
+        write_signing_inputs(&result_dir.join(SIGNING_INPUTS_DIR), &signing_inputs)?;
+    }
 
     let final_dir = board_out.join(&release);
     publish(&result_dir, &final_dir)?;
@@ -206,6 +292,58 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         kernel_cached: kernel_out.cached,
         seconds,
     })
+}
+
+/// The release key, or only its certificate for an unsigned build.
+enum Signer {
+    Key(keys::KeyPair),
+    Certificate(x509_cert::Certificate),
+}
+
+impl Signer {
+    /// Returns the certificate as LF-terminated PEM, as the kernel build
+    /// takes it, and the SHA-256 of its DER.
+    fn certificate(&self) -> Result<(String, [u8; 32]), Error> {
+        match self {
+            Signer::Key(key) => Ok((key.cert_pem(), key.cert_sha256())),
+            Signer::Certificate(certificate) => {
+                use der::{Encode, EncodePem};
+                use sha2::Digest;
+                let pem = certificate.to_pem(der::pem::LineEnding::LF).map_err(|err| Error::Internal(format!("encoding the certificate: {err}")))?;
+                let der = certificate.to_der().map_err(|err| Error::Internal(format!("encoding the certificate: {err}")))?;
+                Ok((pem, sha2::Sha256::digest(&der).into()))
+            }
+        }
+    }
+}
+
+/// Writes the signing inputs of an unsigned build: `inputs.json` and the
+/// init, stub and kernel as files.
+fn write_signing_inputs(dir: &Path, inputs: &SigningInputs) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|source| Error::io("create", dir, source))?;
+    let json = serde_json::to_vec_pretty(inputs).map_err(|err| Error::Internal(format!("serialising the signing inputs: {err}")))?;
+    for (name, bytes) in [("inputs.json", json.as_slice()), ("init", &inputs.init), ("stub.efi", &inputs.stub), ("linux", &inputs.bzimage)] {
+        let path = dir.join(name);
+        fs::write(&path, bytes).map_err(|source| Error::io("write", &path, source))?;
+    }
+    Ok(())
+}
+
+/// Reads what [`write_signing_inputs`] wrote.
+pub fn read_signing_inputs(dir: &Path) -> Result<SigningInputs, Error> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read(&path).map_err(|source| Error::io("read", &path, source))
+    };
+    let json = read("inputs.json")?;
+    let mut inputs: SigningInputs = serde_json::from_slice(&json).map_err(|err| Error::Usage {
+        message: format!("{}: invalid signing inputs: {err}", dir.join("inputs.json").display()),
+        hint: Some("rebuild with applbuild image --unsigned".into()),
+    })?;
+    inputs.init = read("init")?;
+    inputs.stub = read("stub.efi")?;
+    inputs.bzimage = read("linux")?;
+    Ok(inputs)
 }
 
 /// Loads the board's keys; creates development keys when the board allows
@@ -349,13 +487,7 @@ fn build_record(
     result_dir: &Path,
     times: &[StageTime],
 ) -> Result<String, Error> {
-    let mut outputs = serde_json::Map::new();
-    let mut names: Vec<_> = fs::read_dir(result_dir).map_err(|source| Error::io("read", result_dir, source))?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    for name in names {
-        let path = result_dir.join(&name);
-        outputs.insert(name, serde_json::Value::String(crate::digest::sha256_file(&path).map_err(|source| Error::io("read", &path, source))?));
-    }
+    let outputs = output_digests(result_dir)?;
     let mut inputs = serde_json::Map::new();
     for path in [&board.path, &manifest.path].into_iter().chain(board.kernel.config.iter()) {
         let digest = crate::digest::sha256_file(path).map_err(|source| Error::io("read", path, source))?;
@@ -364,6 +496,7 @@ fn build_record(
     let record = serde_json::json!({
         "board": board.name,
         "release": board.release.to_string(),
+        "unsigned": options.unsigned,
         "source_date_epoch": options.epoch,
         "inputs": inputs,
         "outputs": outputs,
@@ -372,6 +505,7 @@ fn build_record(
         "verity": {
             "root_hash": hex::encode(verity_info.root_hash),
             "salt": hex::encode(&verity_info.salt),
+            "uuid": hex::encode(verity_info.uuid),
             "data_blocks": verity_info.data_blocks,
             "hash_algorithm": "sha256",
             "data_block_size": 4096,
@@ -382,6 +516,18 @@ fn build_record(
         "timings": times,
     });
     serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(format!("serialising build.json: {e}")))
+}
+
+/// Returns the SHA-256 of every file in `dir` (not of folders), by name.
+pub fn output_digests(dir: &Path) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+    let mut outputs = serde_json::Map::new();
+    let mut names: Vec<_> = fs::read_dir(dir).map_err(|source| Error::io("read", dir, source))?.flatten().filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        outputs.insert(name, serde_json::Value::String(crate::digest::sha256_file(&path).map_err(|source| Error::io("read", &path, source))?));
+    }
+    Ok(outputs)
 }
 
 fn tool_versions() -> serde_json::Value {

@@ -370,7 +370,7 @@ fn check_verity(file: &mut File, disk_path: &Path, parts: &Partitions<'_>, root_
             info
         }
         Err(err) => {
-            report.record("verity tree", Err(err.to_string()));
+            report.record("verity tree", Err(describe_verity_error(&err, parts, &data_path, &hash_path)));
             return Ok(verity::read_superblock(&hash_path).ok());
         }
     };
@@ -398,6 +398,25 @@ fn check_verity(file: &mut File, disk_path: &Path, parts: &Partitions<'_>, root_
     let result = if problems.is_empty() { Ok("superblock canonical; no data outside the tree and the data blocks".to_string()) } else { Err(problems.join("; ")) };
     report.record("verity padding", result);
     Ok(Some(superblock))
+}
+
+/// Rewords a verity error for a disk image: partitions instead of the
+/// temporary files, and without the builder's "format again" advice.
+fn describe_verity_error(err: &verity::VerityError, parts: &Partitions<'_>, data_path: &Path, hash_path: &Path) -> String {
+    let root = format!("root partition #{}", parts.root.number);
+    let hash = format!("root verity partition #{}", parts.verity.number);
+    match err {
+        verity::VerityError::DataBlockMismatch { index, .. } => {
+            format!("{root}: data block {index} (partition byte offset {}) does not match its digest in the hash tree", index * verity::BLOCK_SIZE)
+        }
+        verity::VerityError::HashBlockMismatch { level, index, hash_block, .. } => {
+            format!("{hash}: hash block {hash_block} (tree level {level}, block {index} of that level, partition byte offset {}) does not match its digest", hash_block * verity::BLOCK_SIZE)
+        }
+        verity::VerityError::RootHashMismatch { expected, actual, .. } => {
+            format!("the root and hash partitions give root hash {}, but the image names {}", hex::encode(actual), hex::encode(expected))
+        }
+        other => other.to_string().replace(&data_path.display().to_string(), &root).replace(&hash_path.display().to_string(), &hash),
+    }
 }
 
 fn copy_partition(file: &mut File, disk_path: &Path, entry: &PartitionEntry, out: &Path) -> Result<(), Error> {

@@ -1,0 +1,121 @@
+//! `applbuild sign OUTDIR --key DIR`: completes an image built with
+//! `applbuild image --unsigned`, so the private key can stay on a separate
+//! signing machine.
+//!
+//! The command runs the pipeline's own signing step ([`pipeline::sign_parts`])
+//! on the inputs the unsigned build kept in `signing-inputs/`, then writes
+//! the new ESP and verity signature partition into `disk.raw` in place.
+//! Both partitions keep their size and position, and the signatures are
+//! deterministic, so the result is byte-identical to a one-step signed
+//! build of the same inputs.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::disk;
+use crate::error::Error;
+use crate::keys;
+use crate::pipeline::{self, SIGNING_INPUTS_DIR};
+
+/// What `applbuild sign` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignSummary {
+    pub output: PathBuf,
+    pub root_hash: String,
+    pub certificate_subject: String,
+}
+
+/// Signs the unsigned build in `dir` with the key folder `key_dir`.
+///
+/// Rejects a folder that is already signed or has no signing inputs, and a
+/// key whose certificate is not the one the unsigned build put in the
+/// kernel's trusted keyring. `disk.raw` is rewritten in place. If the
+/// command is interrupted while doing so, running it again completes the
+/// image, because `signing-inputs/` and the `unsigned` marker are removed
+/// only at the end.
+pub fn sign_output(dir: &Path, key_dir: &Path) -> Result<SignSummary, Error> {
+    let record_path = dir.join("build.json");
+    let record_bytes = fs::read(&record_path).map_err(|source| Error::io("read", &record_path, source))?;
+    let mut record: serde_json::Value = serde_json::from_slice(&record_bytes).map_err(|err| usage(format!("{}: invalid JSON: {err}", record_path.display()), None))?;
+    let inputs_dir = dir.join(SIGNING_INPUTS_DIR);
+    if record["unsigned"] != serde_json::Value::Bool(true) || !inputs_dir.is_dir() {
+        return Err(usage(
+            format!("{} is not an unsigned build: build.json has no \"unsigned\": true or {SIGNING_INPUTS_DIR}/ is missing", dir.display()),
+            Some("build with applbuild image --unsigned first; a signed build needs no applbuild sign".into()),
+        ));
+    }
+    let inputs = pipeline::read_signing_inputs(&inputs_dir)?;
+    let key = keys::load(key_dir)?;
+    let key_fingerprint = hex::encode(key.cert_sha256());
+    if key_fingerprint != inputs.certificate_sha256 {
+        return Err(usage(
+            format!("the certificate in {} (SHA-256 {key_fingerprint}) is not the one this image's kernel trusts (SHA-256 {})", key_dir.display(), inputs.certificate_sha256),
+            Some("sign with the key whose cert.pem the unsigned build used, or rebuild with the new certificate".into()),
+        ));
+    }
+
+    let parts = pipeline::sign_parts(&inputs, Some(&key))?;
+    let disk_path = dir.join("disk.raw");
+    write_partitions(&disk_path, &parts)?;
+
+    write_replacing(&dir.join("uki.efi"), &parts.uki)?;
+    write_replacing(&dir.join("roothash.p7s"), &parts.root_sig)?;
+    write_replacing(&dir.join("policy.p7s"), &parts.policy_sig)?;
+    fs::remove_dir_all(&inputs_dir).map_err(|source| Error::io("remove", &inputs_dir, source))?;
+    record["unsigned"] = serde_json::Value::Bool(false);
+    // As in a one-step build, the digests cover every output but build.json itself.
+    let mut outputs = pipeline::output_digests(dir)?;
+    outputs.remove("build.json");
+    record["outputs"] = serde_json::Value::Object(outputs);
+    let text = serde_json::to_string_pretty(&record).map_err(|err| Error::Internal(format!("serialising build.json: {err}")))?;
+    write_replacing(&record_path, text.as_bytes())?;
+
+    tracing::info!(output = %dir.display(), "sign: signed the image");
+    Ok(SignSummary { output: dir.to_path_buf(), root_hash: inputs.root_hash, certificate_subject: key.subject() })
+}
+
+/// Writes the ESP and the verity signature partition into the disk image.
+fn write_partitions(disk_path: &Path, parts: &pipeline::SignedParts) -> Result<(), Error> {
+    let layout = disk::read_layout(disk_path)?;
+    let find = |type_guid: disk::Uuid, label: &str| {
+        let mut found = layout.partitions.iter().filter(|p| p.type_guid == type_guid);
+        match (found.next(), found.next()) {
+            (Some(entry), None) => Ok(entry.clone()),
+            _ => Err(usage(format!("{}: expected exactly one {label} partition (type {type_guid})", disk_path.display()), Some("check the image with applbuild verify".into()))),
+        }
+    };
+    let esp = find(disk::ESP, "EFI System")?;
+    let signature = find(disk::ROOT_VERITY_SIG_X86_64, "root verity signature")?;
+    if parts.esp.len() as u64 != esp.size() {
+        return Err(Error::Internal(format!("the signed ESP is {} bytes but partition #{} has {}", parts.esp.len(), esp.number, esp.size())));
+    }
+    if parts.sig_json.len() as u64 > signature.size() {
+        return Err(Error::Internal(format!("the signature JSON is {} bytes but partition #{} has {}", parts.sig_json.len(), signature.number, signature.size())));
+    }
+    let mut signature_area = parts.sig_json.clone();
+    signature_area.resize(signature.size() as usize, 0);
+
+    let file = fs::OpenOptions::new().write(true).open(disk_path).map_err(|source| Error::io("open", disk_path, source))?;
+    let write_error = |source| Error::io("write", disk_path, source);
+    file.write_all_at(&parts.esp, esp.offset()).map_err(write_error)?;
+    file.write_all_at(&signature_area, signature.offset()).map_err(write_error)?;
+    file.sync_all().map_err(write_error)
+}
+
+/// Replaces `path` with `bytes` through a temporary file and a rename, so
+/// a reader sees the old or the new file, never a partial one.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|source| Error::io("create a temporary file in", dir, source))?;
+    // NamedTempFile creates mode 0600; the outputs are public files like the ones the build writes.
+    temp.as_file().set_permissions(fs::Permissions::from_mode(0o644)).map_err(|source| Error::io("set the mode of", temp.path(), source))?;
+    temp.write_all(bytes).and_then(|()| temp.as_file().sync_all()).map_err(|source| Error::io("write", temp.path(), source))?;
+    temp.persist(path).map_err(|err| Error::io("rename into", path, err.error))?;
+    Ok(())
+}
+
+fn usage(message: String, hint: Option<String>) -> Error {
+    Error::Usage { message, hint }
+}
