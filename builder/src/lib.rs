@@ -24,6 +24,7 @@ pub mod init_build;
 pub mod kernel;
 pub mod pipeline;
 pub mod policy;
+pub mod policy_lifecycle;
 pub mod policy_cmd;
 pub mod progress;
 pub mod rootfs;

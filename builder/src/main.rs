@@ -5,7 +5,7 @@ use applbuild::error::Error;
 use applbuild::pipeline::{self, ImageOptions};
 use applbuild::policy_cmd::{self, ExplainRequest};
 use applbuild::run::{self, Accel, RunOptions};
-use applbuild::{board, keys, signing, verify};
+use applbuild::{board, keys, policy_lifecycle, signing, verify};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,6 +122,48 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
+    /// Regenerate the board's release policy from built outputs or root hashes, without rebuilding; never below the last generated version.
+    Generate {
+        board: PathBuf,
+        /// Output root folder with the builds (OUT/<board>/<release>/roothash) and policy-state.json.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Release X.Y.Z, which becomes policy_version. Default: the board's release.
+        #[arg(long)]
+        release: Option<String>,
+        /// Also allow the root hashes of the N newest earlier releases built under OUT/<board>/. Default: the board's ipe.previous_releases.
+        #[arg(long, value_name = "N")]
+        keep_previous: Option<usize>,
+        /// Allow these root hashes (this release first) instead of reading built outputs.
+        #[arg(long = "roothash", value_name = "HEX", num_args = 1..)]
+        root_hashes: Vec<String>,
+        /// Policy file to write. Default: OUT/<board>/policy-<release>.pol.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Sign POLICY (attached PKCS#7, the form IPE loads) and write POLICY.p7s.
+    Sign {
+        policy: PathBuf,
+        /// Key folder (key.pem, cert.pem).
+        #[arg(long, value_name = "DIR")]
+        key: PathBuf,
+    },
+    /// Show the header values, defaults and rules that differ from OLD to NEW (text or signed .p7s).
+    Diff { old: PathBuf, new: PathBuf },
+    /// Print the commands, or write a script (--script), that load a signed policy on a running appliance through securityfs.
+    Deploy {
+        /// The signed policy (.p7s).
+        signed: PathBuf,
+        /// Check the signature with this certificate first.
+        #[arg(long, value_name = "CERT")]
+        cert: Option<PathBuf>,
+        /// Write a self-contained script (policy embedded) to FILE instead of printing commands.
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// Where the printed commands expect the .p7s on the appliance.
+        #[arg(long, value_name = "PATH", default_value = "/run/policy.p7s")]
+        remote_path: String,
+    },
     /// Parse each FILE as Linux 6.12's IPE does and print errors and lint warnings; exit 1 when the kernel would reject a file.
     Lint {
         #[arg(required = true)]
@@ -286,6 +328,50 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             checks_outcome(report.image.display().to_string(), report.checks.iter().filter(|c| !c.ok).count(), report.checks.len())
         }
         Command::Policy { command } => match command {
+            PolicyCommand::Generate { board, out, release, keep_previous, root_hashes, output } => {
+                let request = policy_lifecycle::GenerateRequest { board: board.clone(), out: out.clone(), release: release.clone(), keep_previous: *keep_previous, root_hashes: root_hashes.clone(), output: output.clone() };
+                let outcome = policy_lifecycle::generate(&request)?;
+                if cli.json {
+                    print_json(&outcome)?;
+                } else {
+                    print_stdout(&format!("{}", outcome.policy.display()));
+                }
+                Ok(())
+            }
+            PolicyCommand::Sign { policy, key } => {
+                let signed = policy_lifecycle::sign_policy(policy, key)?;
+                print_stdout(&format!("{}", signed.display()));
+                Ok(())
+            }
+            PolicyCommand::Diff { old, new } => {
+                let old_parts = policy_lifecycle::parse_parts(&policy_lifecycle::read_policy_text(old)?);
+                let new_parts = policy_lifecycle::parse_parts(&policy_lifecycle::read_policy_text(new)?);
+                let difference = policy_lifecycle::diff(&old_parts, &new_parts);
+                if cli.json {
+                    print_json(&difference)?;
+                } else if difference.is_empty() {
+                    print_stdout("no differences");
+                } else {
+                    print_stdout(&difference.lines().join("\n"));
+                }
+                Ok(())
+            }
+            PolicyCommand::Deploy { signed, cert, script, remote_path } => {
+                let plan = policy_lifecycle::deploy_plan(signed, cert.as_deref(), remote_path)?;
+                match script {
+                    Some(path) => {
+                        let bytes = std::fs::read(signed).map_err(|source| Error::io("read", signed, source))?;
+                        signing::write_replacing(path, policy_lifecycle::deploy_script(&plan, &bytes).as_bytes())?;
+                        print_stdout(&format!("{}", path.display()));
+                    }
+                    None if cli.json => print_json(&plan)?,
+                    None => {
+                        print_stdout(&format!("# Copy {} to the appliance as {remote_path}, then run as root there:", signed.display()));
+                        print_stdout(&plan.commands.join("\n"));
+                    }
+                }
+                Ok(())
+            }
             PolicyCommand::Lint { files, boot_policy } => {
                 let report = policy_cmd::lint_files(files, ipe::lint::LintOptions { after_boot: !boot_policy })?;
                 print_stdout(report.output.trim_end());
