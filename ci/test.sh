@@ -32,6 +32,13 @@ image="$work/a/qemu-x86_64/1.0.0"
 echo "== reference tools on the image"
 ci/check-image.sh "$image" keys/test/cert.pem
 
+echo "== applbuild keys check and verify on the image"
+$applbuild keys check keys/test
+$applbuild verify "$image" --cert keys/test/cert.pem
+
+echo "== verify: bit flips, and image --unsigned then sign against a signed build"
+cargo test --release --locked -p applbuild --test verify -- --ignored
+
 echo "== rootfs from a directory and a tarball"
 cargo test --release --locked -p applbuild --test sources -- --ignored
 
