@@ -6,8 +6,14 @@
 //! list. Each kernel is cached by the hash of everything that goes into it:
 //! the build root key, the linux-source package version, the config
 //! fragments, the release certificate, the boot policy, the LSM choice and
-//! the build script. The root filesystem is never part of the key, so a new
+//! the build script. For `lsm = "ipe-rust"` the key also covers the sources
+//! in `lsm/`. The root filesystem is never part of the key, so a new
 //! release reuses the kernel.
+//!
+//! The C IPE builds from the pristine source tree (`/build/src` in the
+//! root). The Rust IPE builds from a second tree (`/build/src-ipe-rust`)
+//! into which `lsm/kernel/lay-in.sh` copies the LSM and the policy engine
+//! before every build, so the two never share a tree.
 
 use crate::board::{Board, Lsm};
 use crate::cache::{Cache, KeyHasher};
@@ -35,7 +41,23 @@ pub const SOURCE_DEBIAN_6_12: &str = "debian:linux-source-6.12";
 const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 const STUB_IN_ROOT: &str = "usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 const BUILD_SCRIPT: &str = include_str!("kernel/build-in-root.sh");
+const LAY_IN_SCRIPT: &str = include_str!("kernel/lay-in-root.sh");
+/// The Rust LSM's kernel integration and the policy engine, copied into the
+/// build root for every `ipe-rust` build.
+const LSM_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../lsm");
+/// Folders of [`LSM_DIR`] copied into the build root; their files are all
+/// part of the kernel cache key. The test vectors feed the kernel's
+/// optional self test.
+const LSM_SOURCE_FOLDERS: [&str; 4] = ["kernel", "ipe/src", "ipe/tests/data/parse", "ipe/tests/data/eval"];
+/// The engine's manifest, for its version.
+const LSM_ENGINE_MANIFEST: &str = "ipe/Cargo.toml";
 const COMPLETE_MARKER: &str = ".applbuild-complete";
+/// Source trees inside the build root: the pristine one for the C IPE and
+/// the one the Rust IPE is laid into.
+const SOURCE_DIR: &str = "/build/src";
+const SOURCE_DIR_IPE_RUST: &str = "/build/src-ipe-rust";
+/// Folder inside the build root that receives a copy of the `lsm/` sources.
+const LSM_IN_ROOT: &str = "/build/lsm";
 
 /// The fixed boot policy compiled into every kernel: only code from the
 /// initramfs may execute until the init activates the release policy.
@@ -60,6 +82,8 @@ pub enum KernelError {
     MissingOptions(Vec<String>),
     #[error("could not read the version of linux-source-6.12 in the build root {0}")]
     SourceVersion(PathBuf),
+    #[error("the Rust IPE sources are missing: {0} not found")]
+    LsmSourcesMissing(PathBuf),
 }
 
 impl KernelError {
@@ -76,6 +100,7 @@ impl KernelError {
             KernelError::Tool(err) => err.hint(),
             KernelError::UnsupportedSource(_) => Some(format!("set kernel.source = \"{SOURCE_DEBIAN_6_12}\"")),
             KernelError::MissingOptions(_) => Some("an option's dependencies are unmet or it conflicts with another (for example MODVERSIONS drops RUST); check the fragments".into()),
+            KernelError::LsmSourcesMissing(_) => Some("run applbuild from a checkout that contains lsm/kernel and lsm/ipe, or set kernel.lsm = \"ipe\"".into()),
             _ => None,
         }
     }
@@ -107,7 +132,11 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     let root = toolchain_root(cache)?;
     let source_version = source_version(&root)?;
     let name = format!("{}-{}", board.name, lsm_name(board.kernel.lsm));
-    let generated = generated_fragment(board.kernel.lsm, &name);
+    let generated = generated_fragment(board.kernel.lsm, &name, board.ipe.enforce);
+    let lsm_sources = match board.kernel.lsm {
+        Lsm::Ipe => Vec::new(),
+        Lsm::IpeRust => read_lsm_sources(Path::new(LSM_DIR))?,
+    };
 
     let mut key = KeyHasher::new("applbuild kernel v1");
     key.add_str(&toolchain_key()).add_str(&source_version).add_str(lsm_name(board.kernel.lsm));
@@ -115,6 +144,12 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
         key.add_str(file_name).add(content);
     }
     key.add_str(&generated).add(cert_pem).add_str(BOOT_POLICY).add_str(BUILD_SCRIPT);
+    if !lsm_sources.is_empty() {
+        key.add_str(LAY_IN_SCRIPT);
+        for (path, content) in &lsm_sources {
+            key.add_str(path).add(content);
+        }
+    }
     let key = key.short_hex();
     let entry = cache.dir("kernel").join(format!("{name}-{key}"));
     let output = KernelOutput {
@@ -136,7 +171,16 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     let in_dir = root.join("build/in").join(&name);
     prepare_inputs(&in_dir, &fragments, &generated, cert_pem)?;
     let log = cache.dir("kernel").join(format!("{name}-{key}.log"));
-    run_build(&root, &name, &log)?;
+    let source_dir = match board.kernel.lsm {
+        Lsm::Ipe => SOURCE_DIR,
+        Lsm::IpeRust => {
+            write_lsm_sources(&root.join(LSM_IN_ROOT.trim_start_matches('/')), &lsm_sources)?;
+            let script = in_dir.join("lay-in.sh");
+            fs::write(&script, LAY_IN_SCRIPT).map_err(io("write", &script))?;
+            SOURCE_DIR_IPE_RUST
+        }
+    };
+    run_build(&root, &name, source_dir, board.kernel.lsm, &log)?;
 
     let out_dir = root.join("build/out").join(&name);
     check_config(&out_dir.join(".config"), &fragments, &generated)?;
@@ -168,21 +212,70 @@ fn read_fragments(board: &Board) -> Result<Vec<(String, Vec<u8>)>, KernelError> 
 }
 
 /// The options the builder sets itself: the LSM, the trusted certificate
-/// and the boot policy, with paths as seen inside the build root.
-fn generated_fragment(lsm: Lsm, name: &str) -> String {
+/// and the boot policy, with paths as seen inside the build root. With
+/// `enforce`, the Rust LSM also gets the enforce lock, so enforcing mode
+/// cannot be switched off at run time.
+fn generated_fragment(lsm: Lsm, name: &str, enforce: bool) -> String {
     let mut text = String::from("# Written by applbuild.\n");
     match lsm {
-        // NOTE: the Rust LSM is not integrated yet; both values build the
-        // upstream C IPE until lsm/kernel lands.
-        Lsm::Ipe | Lsm::IpeRust => {
+        Lsm::Ipe => {
             text.push_str("CONFIG_SECURITY_IPE=y\nCONFIG_IPE_PROP_DM_VERITY=y\nCONFIG_IPE_PROP_DM_VERITY_SIGNATURE=y\n");
             text.push_str("CONFIG_IPE_PROP_FS_VERITY=y\nCONFIG_IPE_PROP_FS_VERITY_BUILTIN_SIG=y\n");
+            text.push_str(&format!("CONFIG_IPE_BOOT_POLICY=\"/build/in/{name}/boot_policy.pol\"\n"));
+        }
+        Lsm::IpeRust => {
+            text.push_str("CONFIG_SECURITY_IPE_RUST=y\nCONFIG_IPE_RUST_PROP_DM_VERITY=y\nCONFIG_IPE_RUST_PROP_DM_VERITY_SIGNATURE=y\n");
+            text.push_str("CONFIG_IPE_RUST_PROP_FS_VERITY=y\nCONFIG_IPE_RUST_PROP_FS_VERITY_BUILTIN_SIG=y\n");
+            if enforce {
+                text.push_str("CONFIG_SECURITY_IPE_RUST_ENFORCE_LOCK=y\n");
+            }
+            text.push_str(&format!("CONFIG_IPE_RUST_BOOT_POLICY=\"/build/in/{name}/boot_policy.pol\"\n"));
         }
     }
     text.push_str("CONFIG_LSM=\"ipe\"\n");
     text.push_str(&format!("CONFIG_SYSTEM_TRUSTED_KEYS=\"/build/in/{name}/cert.pem\"\n"));
-    text.push_str(&format!("CONFIG_IPE_BOOT_POLICY=\"/build/in/{name}/boot_policy.pol\"\n"));
     text
+}
+
+/// Reads every file of the [`LSM_SOURCE_FOLDERS`] and the engine manifest,
+/// as (path relative to `lsm/`, content) sorted by path.
+fn read_lsm_sources(lsm_dir: &Path) -> Result<Vec<(String, Vec<u8>)>, KernelError> {
+    let mut sources = Vec::new();
+    for folder in LSM_SOURCE_FOLDERS {
+        let dir = lsm_dir.join(folder);
+        if !dir.is_dir() {
+            return Err(KernelError::LsmSourcesMissing(dir));
+        }
+        for entry in fs::read_dir(&dir).map_err(io("list", &dir))? {
+            let path = entry.map_err(io("list", &dir))?.path();
+            if !path.is_file() {
+                continue;
+            }
+            let content = fs::read(&path).map_err(io("read", &path))?;
+            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            sources.push((format!("{folder}/{file_name}"), content));
+        }
+    }
+    let manifest = lsm_dir.join(LSM_ENGINE_MANIFEST);
+    let content = fs::read(&manifest).map_err(|_| KernelError::LsmSourcesMissing(manifest.clone()))?;
+    sources.push((LSM_ENGINE_MANIFEST.to_string(), content));
+    sources.sort();
+    Ok(sources)
+}
+
+/// Replaces `dest` with the LSM sources, keeping their relative paths.
+fn write_lsm_sources(dest: &Path, sources: &[(String, Vec<u8>)]) -> Result<(), KernelError> {
+    if dest.exists() {
+        fs::remove_dir_all(dest).map_err(io("clear", dest))?;
+    }
+    for (relative, content) in sources {
+        let path = dest.join(relative);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io("create", parent))?;
+        }
+        fs::write(&path, content).map_err(io("write", &path))?;
+    }
+    Ok(())
 }
 
 fn toolchain_key() -> String {
@@ -260,13 +353,13 @@ fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &st
 
 /// Runs the build script through chroot with /proc mounted, showing the
 /// number of compiled objects and writing the full output to `log`.
-fn run_build(root: &Path, name: &str, log: &Path) -> Result<(), KernelError> {
+fn run_build(root: &Path, name: &str, source_dir: &str, lsm: Lsm, log: &Path) -> Result<(), KernelError> {
     if let Some(parent) = log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
     let proc_dir = root.join("proc");
     let mounted = mount_proc(&proc_dir)?;
-    let result = run_build_mounted(root, name, log);
+    let result = run_build_mounted(root, name, source_dir, lsm, log);
     if mounted {
         let _ = tool::run(tool::command(tool::UMOUNT).arg(&proc_dir));
     }
@@ -283,7 +376,7 @@ fn mount_proc(proc_dir: &Path) -> Result<bool, KernelError> {
     Ok(true)
 }
 
-fn run_build_mounted(root: &Path, name: &str, log: &Path) -> Result<(), KernelError> {
+fn run_build_mounted(root: &Path, name: &str, source_dir: &str, lsm: Lsm, log: &Path) -> Result<(), KernelError> {
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut log_file = fs::File::create(log).map_err(io("create", log))?;
     let bar = progress::spinner("kernel");
@@ -297,7 +390,8 @@ fn run_build_mounted(root: &Path, name: &str, log: &Path) -> Result<(), KernelEr
         .arg("PATH=/usr/sbin:/usr/bin:/sbin:/bin")
         .arg("HOME=/root")
         .arg(format!("SRC_TARBALL={SOURCE_TARBALL}"))
-        .arg("SRC_DIR=/build/src")
+        .arg(format!("SRC_DIR={source_dir}"))
+        .arg(format!("LSM_DIR={LSM_IN_ROOT}"))
         .arg(format!("IN_DIR=/build/in/{name}"))
         .arg(format!("OUT_DIR=/build/out/{name}"))
         .arg(format!("JOBS={jobs}"))
@@ -305,8 +399,12 @@ fn run_build_mounted(root: &Path, name: &str, log: &Path) -> Result<(), KernelEr
         .arg("KBUILD_BUILD_TIMESTAMP=1970-01-01 00:00:00 UTC")
         .arg("KBUILD_BUILD_USER=applbuild")
         .arg("KBUILD_BUILD_HOST=applbuild")
-        .arg("/bin/sh")
-        .arg(format!("/build/in/{name}/build.sh"));
+        .arg("/bin/sh");
+    match lsm {
+        Lsm::Ipe => cmd.arg(format!("/build/in/{name}/build.sh")),
+        // lay-in.sh unpacks the tree when needed, lays the LSM in, then runs build.sh.
+        Lsm::IpeRust => cmd.arg(format!("/build/in/{name}/lay-in.sh")),
+    };
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     tracing::debug!(command = %tool::display(&cmd), "running");
     let mut child = cmd.spawn().map_err(|source| ToolError::Spawn { program: "chroot".into(), source })?;
@@ -435,11 +533,48 @@ mod tests {
 
     #[test]
     fn generated_fragment_names_inputs_inside_root() {
-        let text = generated_fragment(Lsm::Ipe, "qemu-x86_64-ipe");
+        let text = generated_fragment(Lsm::Ipe, "qemu-x86_64-ipe", true);
         assert!(text.contains("CONFIG_SYSTEM_TRUSTED_KEYS=\"/build/in/qemu-x86_64-ipe/cert.pem\""));
         assert!(text.contains("CONFIG_IPE_BOOT_POLICY=\"/build/in/qemu-x86_64-ipe/boot_policy.pol\""));
         assert!(text.contains("CONFIG_LSM=\"ipe\""));
         assert!(text.contains("CONFIG_SECURITY_IPE=y"));
+    }
+
+    #[test]
+    fn generated_fragment_for_rust_lsm() {
+        let text = generated_fragment(Lsm::IpeRust, "qemu-x86_64-ipe-rust", true);
+        assert!(text.contains("CONFIG_SECURITY_IPE_RUST=y"));
+        assert!(text.contains("CONFIG_IPE_RUST_PROP_DM_VERITY_SIGNATURE=y"));
+        assert!(text.contains("CONFIG_SECURITY_IPE_RUST_ENFORCE_LOCK=y"));
+        assert!(text.contains("CONFIG_IPE_RUST_BOOT_POLICY=\"/build/in/qemu-x86_64-ipe-rust/boot_policy.pol\""));
+        assert!(text.contains("CONFIG_LSM=\"ipe\""));
+        assert!(!text.contains("CONFIG_SECURITY_IPE=y"));
+        assert!(!text.contains("CONFIG_IPE_BOOT_POLICY"));
+    }
+
+    #[test]
+    fn generated_fragment_permissive_has_no_lock() {
+        let text = generated_fragment(Lsm::IpeRust, "qemu-x86_64-ipe-rust", false);
+        assert!(!text.contains("ENFORCE_LOCK"));
+    }
+
+    #[test]
+    fn lsm_sources_cover_glue_engine_and_vectors() {
+        let sources = read_lsm_sources(Path::new(LSM_DIR)).unwrap();
+        let paths: Vec<&str> = sources.iter().map(|(path, _)| path.as_str()).collect();
+        for expected in ["kernel/lay-in.sh", "kernel/ipe_rust.rs", "kernel/ipe.c", "ipe/src/lib.rs", "ipe/Cargo.toml", "ipe/tests/data/parse/expected.tsv", "ipe/tests/data/eval/cases.tsv"] {
+            assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+        }
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted);
+    }
+
+    #[test]
+    fn lsm_sources_missing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_lsm_sources(dir.path()).unwrap_err();
+        assert!(matches!(err, KernelError::LsmSourcesMissing(ref path) if path.ends_with("kernel")), "{err}");
     }
 
     #[test]
