@@ -162,13 +162,16 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let board = board::load(board_path)?;
     let manifest = manifest::load(&board.manifest)?;
     let keys_dir = options.keys_dir.clone().unwrap_or_else(|| board.keys.dir.clone());
-    let signer = if options.unsigned { Signer::Certificate(keys::load_certificate(&keys_dir)?) } else { Signer::Key(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?) };
+    let signer = if options.unsigned { Signer::Certificate(keys::load_certificate(&keys_dir)?) } else { Signer::Key(Box::new(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?)) };
     let (cert_pem, cert_sha256) = signer.certificate()?;
     crate::tool::require(crate::tool::IMAGE_TOOLS)?;
     lap("board", &mut times);
 
     let release = board.release.to_string();
-    let board_out = options.out.join(&board.name);
+    // Absolute, because external tools (mmdebstrap hooks, chroot) run in
+    // other working folders.
+    let out_root = std::path::absolute(&options.out).map_err(|source| Error::io("resolve", &options.out, source))?;
+    let board_out = out_root.join(&board.name);
     let created = missing_ancestors(&board_out);
     fs::create_dir_all(&board_out).map_err(|source| Error::io("create", &board_out, source))?;
     let work_path = board_out.join(format!(".work-{release}-{}", std::process::id()));
@@ -237,7 +240,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         bzimage,
     };
     let key = match &signer {
-        Signer::Key(key) => Some(key),
+        Signer::Key(key) => Some(key.as_ref()),
         Signer::Certificate(_) => None,
     };
     let SignedParts { root_sig, policy_sig, uki: uki_bytes, esp, sig_json } = sign_parts(&signing_inputs, key)?;
@@ -296,7 +299,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
 
 /// The release key, or only its certificate for an unsigned build.
 enum Signer {
-    Key(keys::KeyPair),
+    Key(Box<keys::KeyPair>),
     Certificate(x509_cert::Certificate),
 }
 

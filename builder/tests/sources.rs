@@ -45,8 +45,11 @@ fn board(dir: &Path, source: &str) -> PathBuf {
     board
 }
 
+/// Builds with a relative `--out`, as a user in their project folder would.
 fn build(board: &Path, out: &Path) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_applbuild")).arg("image").arg(board).arg("--out").arg(out).output().expect("run applbuild");
+    let parent = out.parent().expect("out has a parent");
+    let name = out.file_name().expect("out has a name");
+    let output = Command::new(env!("CARGO_BIN_EXE_applbuild")).current_dir(parent).arg("image").arg(board).arg("--out").arg(name).output().expect("run applbuild");
     assert!(output.status.success(), "applbuild image failed:\n{}", String::from_utf8_lossy(&output.stderr));
     let record = fs::read_to_string(out.join("qemu-x86_64/2.0.0/build.json")).expect("build.json");
     serde_json::from_str(&record).expect("build.json is JSON")
