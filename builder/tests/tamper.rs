@@ -6,7 +6,7 @@
 //! stop the boot with `applbuild-init: error:` or the verified root to fail
 //! with an I/O error. Run-time cases (6 to 10) boot an untampered image whose
 //! test script (manifests/firewall-test/overlay/etc/appliance-test.sh) prints
-//! `tamper-case` and `tamper-audit` lines before the ready line; the tests
+//! `tamper-case` and `tamper-audit` lines before the ready line. The tests
 //! assert on those lines, in enforce mode and in permissive mode
 //! (`ipe.enforce=0`).
 //!
@@ -15,7 +15,7 @@
 //! OVMF, gcc with a static glibc, debugfs and mke2fs. `ci/test.sh` runs them
 //! with `cargo test --test tamper -- --ignored`. Boots run one at a time.
 //!
-//! The images and disk copies (about 2 GB) go to a folder under $TMPDIR
+//! The images and disk copies (about 650 MB) go to a folder under $TMPDIR
 //! that stays after the run, because the shared fixture is a static and is
 //! never dropped; ci/test.sh points TMPDIR at a folder it removes.
 
@@ -322,11 +322,11 @@ impl ScriptLog {
     /// `hook`, the enforcing state and the default deny rule.
     fn assert_denied_with_audit(&self, case: u32, name: &str, expected: &str, hook: &str, enforcing: u8) {
         assert_eq!(self.result(case, name), expected, "case {case} {name}");
-        let wanted = format!("ipe_op=EXECUTE ipe_hook={hook} enforcing={enforcing} ");
+        let expected_fields = format!("ipe_op=EXECUTE ipe_hook={hook} enforcing={enforcing} ");
         let audits = self.audits(case, name);
         assert!(
-            audits.iter().any(|record| record.starts_with("type=1420 ") && record.contains(&wanted) && record.contains(AUDIT_DENY_RULE)),
-            "case {case} {name}: no type=1420 record with `{wanted}` and {AUDIT_DENY_RULE}; records: {audits:#?}"
+            audits.iter().any(|record| record.starts_with("type=1420 ") && record.contains(&expected_fields) && record.contains(AUDIT_DENY_RULE)),
+            "case {case} {name}: no type=1420 record with `{expected_fields}` and {AUDIT_DENY_RULE}; records: {audits:#?}"
         );
     }
 }
@@ -485,7 +485,8 @@ fn signature_removed() {
     let sig_partition = partition(&disk, disk::NAME_ROOT_VERITY_SIG);
     write_range(&disk, sig_partition.offset(), &vec![0u8; sig_partition.size() as usize]);
     let boot = boot_image(&disk, &[]);
-    assert_boot_stopped(&boot, "case 4");
+    let error = assert_boot_stopped(&boot, "case 4");
+    assert!(error.contains("no root-verity-sig partition matches roothash"), "case 4: unexpected init error: {error}");
     assert!(!boot.has("the kernel accepted the root hash signature"), "case 4: a dm-verity device was set up:\n{}", boot.console);
     let _ = fs::remove_file(&disk);
 }
@@ -531,6 +532,7 @@ fn rollback_to_older_root() {
     }
     let boot_c = boot_image(&disk, &[]);
     let error = assert_boot_stopped(&boot_c, "case 5c");
+    assert!(error.contains("no root-verity-sig partition matches roothash") && error.contains(&format!("has rootHash {}", fixture.enforce.root_hash)), "case 5c: unexpected init error: {error}");
     assert!(!boot_c.has("the kernel accepted the root hash signature"), "case 5c: a dm-verity device was set up: {error}");
     let _ = fs::remove_file(&disk);
 }

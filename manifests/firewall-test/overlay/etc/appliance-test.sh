@@ -94,7 +94,7 @@ fi
 report 6 memfd-exec "$probe" memfd-exec "$probe"
 report 6 tmpfs-script-exec "$probe" exec "$work/tmpfs/script.sh"
 # Out of scope: an interpreter on the verified root reading an unverified
-# script. IPE in Linux 6.12 sees only the interpreter's exec.
+# script. IPE in Linux 6.12 checks only the interpreter's exec.
 report 6 tmpfs-script-via-sh "$probe" exec /bin/sh "$work/tmpfs/script.sh"
 
 # Case 7: executable mappings of unverified files and of anonymous memory.
