@@ -222,8 +222,6 @@ fn build_image(work: &Path, manifest: &Path, label: &str, release: &str, enforce
     let board_path = work.join(format!("board-{label}.toml"));
     fs::write(&board_path, toml::to_string(&board).expect("serialise the board")).expect("write the board");
 
-    // The output folder must be absolute: the Debian rootfs stage writes
-    // its package list through a path relative to another folder.
     let out = work.join(format!("out-{label}"));
     run(applbuild().arg("image").arg(&board_path).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400"));
     let dir = out.join("qemu-x86_64").join(release);
