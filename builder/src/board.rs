@@ -123,7 +123,7 @@ const KERNEL: &[Setting] = &[
     Setting {
         key: "lsm",
         kind: SettingKind::Choice(&["ipe", "ipe-rust"]),
-        default: DefaultValue::Toml("\"ipe\""),
+        default: DefaultValue::Toml("\"ipe-rust\""),
         help: "IPE implementation built into the kernel: `\"ipe\"` is the upstream C LSM, `\"ipe-rust\"` the \
                Rust port from `lsm/`. Both register as LSM `ipe` and read the same policies.",
     },

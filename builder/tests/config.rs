@@ -76,7 +76,7 @@ fn default_board_loads() {
         ]
     );
     assert_eq!(board.kernel.cmdline, "console=ttyS0");
-    assert_eq!(board.kernel.lsm, Lsm::Ipe);
+    assert_eq!(board.kernel.lsm, Lsm::IpeRust);
     assert_eq!(board.disk.size, Bytes(512 * MIB));
     assert_eq!(board.disk.esp_size, Bytes(64 * MIB));
     assert_eq!(board.disk.state, Some(Bytes(64 * MIB)));
@@ -197,7 +197,7 @@ fn fixture_board_takes_defaults() {
     assert_eq!(board.kernel.source, "debian:linux-source-6.12");
     assert_eq!(board.kernel.config, [fixture("kernel/test.config")]);
     assert_eq!(board.kernel.cmdline, "console=ttyS0");
-    assert_eq!(board.kernel.lsm, Lsm::Ipe);
+    assert_eq!(board.kernel.lsm, Lsm::IpeRust);
     assert_eq!(board.disk.size, Bytes(256 * MIB));
     assert_eq!(board.disk.esp_size, Bytes(40 * MIB));
     assert_eq!(board.disk.state, None);
