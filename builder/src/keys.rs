@@ -324,14 +324,15 @@ pub struct KeyCheck {
     /// Short check name, such as `key size`.
     pub name: &'static str,
     pub ok: bool,
-    /// What was found, or what is wrong and how to fix it.
+    /// Finding, or the problem and how to fix it.
     pub message: String,
 }
 
 /// Checks the key folder `dir` for what signing and the kernel's trusted
-/// keyring need: the key file's mode (no group or other access), the
-/// PKCS#8 RSA key, its size (at least 2048 bits), the certificate, that
-/// the key matches it, its self-signature and its validity dates at `now`.
+/// keyring need. The checks cover the key file's mode (no group or other
+/// access), the PKCS#8 RSA key and its size (at least 2048 bits), the
+/// certificate, the key match, the self-signature and the validity dates
+/// at `now`.
 ///
 /// Unlike [`load`] it reports every check instead of stopping at the first
 /// failure. A check that depends on a file that could not be read is
@@ -359,14 +360,14 @@ pub fn check(dir: &Path, now: SystemTime) -> Vec<KeyCheck> {
         .map(der::zeroize::Zeroizing::new)
         .and_then(|pem| parse_private_key(&key_path, &pem).map_err(|err| err.to_string()));
     let public_key = private_key.as_ref().map(|key| key.as_public_key().clone());
-    record("private key", public_key.as_ref().map(|_| format!("{} is a PKCS#8 RSA private key", key_path.display())).map_err(|err| String::clone(err)));
+    record("private key", public_key.as_ref().map(|_| format!("{} is a PKCS#8 RSA private key", key_path.display())).map_err(|err| err.to_string()));
     if let Ok(public_key) = &public_key {
         let bits = modulus_bits(public_key);
         record("key size", if bits >= MIN_BITS { Ok(format!("RSA {bits} bits")) } else { Err(KeyError::KeyTooSmall { path: key_path.clone(), bits }.to_string()) });
     }
 
     let certificate = load_certificate(&cert_path).map_err(|err| err.to_string());
-    record("certificate", certificate.as_ref().map(|cert| format!("{} parses: subject {}", cert_path.display(), cert.tbs_certificate().subject())).map_err(|err| String::clone(err)));
+    record("certificate", certificate.as_ref().map(|cert| format!("{} parses: subject {}", cert_path.display(), cert.tbs_certificate().subject())).map_err(String::clone));
     let Ok(certificate) = certificate else { return checks };
     let spki = certificate.tbs_certificate().subject_public_key_info().owned_to_ref();
     let cert_key = PublicKey::try_from(spki).map_err(|source| KeyError::CertificateNotRsa { path: cert_path.clone(), source }.to_string());

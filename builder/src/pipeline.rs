@@ -162,7 +162,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let board = board::load(board_path)?;
     let manifest = manifest::load(&board.manifest)?;
     let keys_dir = options.keys_dir.clone().unwrap_or_else(|| board.keys.dir.clone());
-    let signer = if options.unsigned { Signer::Certificate(keys::load_certificate(&keys_dir)?) } else { Signer::Key(Box::new(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?)) };
+    let signer = if options.unsigned { Signer::Certificate(Box::new(keys::load_certificate(&keys_dir)?)) } else { Signer::Key(Box::new(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?)) };
     let (cert_pem, cert_sha256) = signer.certificate()?;
     crate::tool::require(crate::tool::IMAGE_TOOLS)?;
     lap("board", &mut times);
@@ -300,7 +300,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
 /// The release key, or only its certificate for an unsigned build.
 enum Signer {
     Key(Box<keys::KeyPair>),
-    Certificate(x509_cert::Certificate),
+    Certificate(Box<x509_cert::Certificate>),
 }
 
 impl Signer {

@@ -2,10 +2,9 @@
 //! generate`, `sign`, `diff` and `deploy`.
 //!
 //! `generate` writes the same policy text the image pipeline writes
-//! ([`policy::generate`]), from the root hashes of built releases or from
-//! root hashes given on the command line, and keeps the last generated
-//! version in `OUT/<board>/policy-state.json` so that it never goes
-//! backwards. The kernel rejects an update whose `policy_version` is lower
+//! ([`policy::generate`]). The root hashes come from built releases or from
+//! the command line. The last generated version is kept in
+//! `OUT/<board>/policy-state.json`, so that it never goes backwards. The kernel rejects an update whose `policy_version` is lower
 //! than the loaded one with ESTALE, so a lower version could never be
 //! deployed anyway.
 
@@ -39,11 +38,11 @@ pub struct GenerateRequest {
     pub keep_previous: Option<usize>,
     /// Root hashes to allow, this release first, instead of reading built outputs.
     pub root_hashes: Vec<String>,
-    /// Where to write the policy; `OUT/<board>/policy-<release>.pol` when absent.
+    /// Output policy file; `OUT/<board>/policy-<release>.pol` when absent.
     pub output: Option<PathBuf>,
 }
 
-/// What `generate` wrote.
+/// Result of `generate`.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateOutcome {
     pub policy: PathBuf,
@@ -78,8 +77,8 @@ pub fn generate(request: &GenerateRequest) -> Result<GenerateOutcome, Error> {
     let state = read_state(&state_path)?;
     if let Some(state) = &state {
         let last = Release::parse(&state.last_version).ok_or_else(|| usage(format!("{}: invalid last_version {:?}", state_path.display(), state.last_version), None))?;
-        // NOTE: an equal version is allowed so a release's policy can be regenerated; whether the
-        // kernel accepts an update of the same version is for the tamper tests to show.
+        // NOTE: an equal version is allowed, so a release's policy can be regenerated. Whether
+        // the kernel accepts an update of the same version is not tested here.
         if release < last {
             return Err(usage(
                 format!("release {release} is lower than the last generated policy version {last} ({}): the kernel rejects a lower policy_version", state_path.display()),
@@ -147,7 +146,7 @@ fn built_root_hashes(board_out: &Path, release: Release, keep_previous: Option<u
             }
         }
     }
-    earlier.sort_by(|a, b| b.0.cmp(&a.0));
+    earlier.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
     for (_, path) in earlier.into_iter().take(keep) {
         let hash = fs::read_to_string(&path).map_err(|source| Error::io("read", &path, source))?;
         hashes.push(hash.trim().to_string());
@@ -330,9 +329,9 @@ pub fn deploy_plan(signed_path: &Path, cert: Option<&Path>, remote_path: &str) -
 }
 
 /// Renders a self-contained shell script that carries the signed policy
-/// (Base64) and loads and activates it; run it as root on the appliance,
+/// (Base64) and loads and activates it. Run it as root on the appliance,
 /// for example with `ssh root@appliance sh -s < deploy.sh`. It needs
-/// `base64`, `dd` and `mktemp`, which BusyBox provides, and writes the
+/// `base64`, `dd` and `mktemp`, which BusyBox provides. It writes the
 /// policy to a temporary file under /run.
 pub fn deploy_script(plan: &DeployPlan, signed: &[u8]) -> String {
     use base64::Engine as _;

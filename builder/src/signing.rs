@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::keys;
 use crate::pipeline::{self, SIGNING_INPUTS_DIR};
 
-/// What `applbuild sign` wrote.
+/// Summary of an `applbuild sign` run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SignSummary {
     pub output: PathBuf,

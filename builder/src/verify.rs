@@ -9,11 +9,10 @@
 //! that wrote it (`disk`, `verity`, `sign`, `uki`, `initramfs`).
 //!
 //! Bytes that dm-verity never reads are checked too, so that a single
-//! flipped bit anywhere in the root or hash partition is found: the root
-//! partition's tail past the verity data blocks and the hash partition's
-//! tail past the tree must be zero, block 0 after the superblock must be
-//! zero, and the superblock must be exactly the one `verity` writes for its
-//! fields. The superblock UUID is not covered by the root hash, so it is
+//! flipped bit anywhere in the root or hash partition is found. The root
+//! partition past the verity data blocks, the hash partition past the tree
+//! and block 0 after the superblock must be zero. The superblock must be
+//! exactly the one `verity` writes for its fields. The superblock UUID is not covered by the root hash, so it is
 //! compared only when `build.json` lies next to the image.
 
 use std::fs::File;
@@ -44,7 +43,7 @@ pub struct Check {
     /// Short check name, such as `gpt` or `verity tree`.
     pub name: &'static str,
     pub ok: bool,
-    /// What was checked, or what differs.
+    /// Description of the checked values, or of the difference found.
     pub message: String,
 }
 
@@ -54,7 +53,7 @@ pub struct Report {
     pub image: PathBuf,
     /// The root hash the signature partition names, when it could be read.
     pub root_hash: Option<String>,
-    /// Where the trusted certificate came from.
+    /// Source of the trusted certificate.
     pub certificate: Option<String>,
     pub checks: Vec<Check>,
 }

@@ -58,9 +58,9 @@ pub enum FatReadError {
     WrongType {
         /// The path looked up.
         path: String,
-        /// What the entry is.
+        /// Kind of the entry found.
         found: &'static str,
-        /// What the lookup needs.
+        /// Kind of entry the lookup needs.
         expected: &'static str,
     },
 }
@@ -165,6 +165,7 @@ impl<'a> FatVolume<'a> {
         let Some((file_name, directories)) = components.split_last() else {
             return Err(FatReadError::NotFound { path: path.to_owned() });
         };
+
         let mut directory = self.root_cluster;
         for component in directories {
             let entry = self.find(directory, component, path)?;
@@ -173,6 +174,7 @@ impl<'a> FatVolume<'a> {
             }
             directory = entry.first_cluster;
         }
+
         let entry = self.find(directory, file_name, path)?;
         if entry.attributes & ATTR_DIRECTORY != 0 {
             return Err(FatReadError::WrongType { path: path.to_owned(), found: "directory", expected: "file" });
@@ -181,6 +183,7 @@ impl<'a> FatVolume<'a> {
         if size == 0 {
             return Ok(Vec::new());
         }
+
         let mut data = self.read_chain(entry.first_cluster, path)?;
         if data.len() < size {
             return Err(FatReadError::Invalid(format!("{path:?} is {size} bytes, but its cluster chain holds only {}", data.len())));
@@ -197,9 +200,9 @@ impl<'a> FatVolume<'a> {
         self.sectors_per_cluster * self.bytes_per_sector
     }
 
-    fn check_cluster(&self, cluster: u32, what: &str) -> Result<(), FatReadError> {
+    fn check_cluster(&self, cluster: u32, subject: &str) -> Result<(), FatReadError> {
         if cluster < 2 || u64::from(cluster) >= self.cluster_count + 2 {
-            return Err(FatReadError::Invalid(format!("{what} starts at cluster {cluster}, outside 2..{}", self.cluster_count + 2)));
+            return Err(FatReadError::Invalid(format!("{subject} starts at cluster {cluster}, outside 2..{}", self.cluster_count + 2)));
         }
         Ok(())
     }
@@ -210,31 +213,31 @@ impl<'a> FatVolume<'a> {
     }
 
     /// Concatenates the clusters of the chain that starts at `first`.
-    fn read_chain(&self, first: u32, what: &str) -> Result<Vec<u8>, FatReadError> {
-        self.check_cluster(first, what)?;
+    fn read_chain(&self, first: u32, subject: &str) -> Result<Vec<u8>, FatReadError> {
+        self.check_cluster(first, subject)?;
         let cluster_size = self.cluster_size();
         let mut data = Vec::new();
         let mut cluster = first;
         for _ in 0..self.cluster_count {
             let offset = (self.data_offset + u64::from(cluster - 2) * cluster_size) as usize;
-            let bytes = self.bytes.get(offset..offset + cluster_size as usize).ok_or_else(|| FatReadError::Invalid(format!("cluster {cluster} of {what:?} lies past the end of the volume")))?;
+            let bytes = self.bytes.get(offset..offset + cluster_size as usize).ok_or_else(|| FatReadError::Invalid(format!("cluster {cluster} of {subject:?} lies past the end of the volume")))?;
             data.extend_from_slice(bytes);
             let next = self.fat_entry(cluster);
             if next >= FAT_BAD_CLUSTER {
                 if next == FAT_BAD_CLUSTER {
-                    return Err(FatReadError::Invalid(format!("the chain of {what:?} reaches bad cluster marker after cluster {cluster}")));
+                    return Err(FatReadError::Invalid(format!("the chain of {subject:?} reaches bad cluster marker after cluster {cluster}")));
                 }
                 return Ok(data);
             }
-            self.check_cluster(next, what)?;
+            self.check_cluster(next, subject)?;
             cluster = next;
         }
-        Err(FatReadError::Invalid(format!("the cluster chain of {what:?} loops")))
+        Err(FatReadError::Invalid(format!("the cluster chain of {subject:?} loops")))
     }
 
     /// Finds `name` in the directory whose chain starts at `cluster`.
     fn find(&self, cluster: u32, name: &str, path: &str) -> Result<DirEntry, FatReadError> {
-        let wanted = short_name(name).ok_or_else(|| FatReadError::NotFound { path: path.to_owned() })?;
+        let expected_name = short_name(name).ok_or_else(|| FatReadError::NotFound { path: path.to_owned() })?;
         let directory = self.read_chain(cluster, path)?;
         for raw in directory.chunks_exact(DIR_ENTRY_SIZE) {
             match raw[0] {
@@ -248,7 +251,7 @@ impl<'a> FatVolume<'a> {
             }
             let mut entry_name = [0u8; 11];
             entry_name.copy_from_slice(&raw[..11]);
-            if entry_name != wanted {
+            if entry_name != expected_name {
                 continue;
             }
             let high = u32::from(u16::from_le_bytes([raw[20], raw[21]]));
