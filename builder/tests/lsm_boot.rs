@@ -1,7 +1,9 @@
 //! Boots the default board with the Rust IPE LSM (`lsm = "ipe-rust"`) and
 //! checks from the serial console that it registered as `ipe`, activated
 //! the boot policy, let the init activate the release policy and enforces
-//! with the enforce lock.
+//! with the enforce lock. A second boot uses a test kernel with
+//! `CONFIG_SECURITY_IPE_RUST_SELFTEST`, which runs the policy engine's
+//! vectors (lsm/ipe/tests/data) at boot, and checks that all of them pass.
 //!
 //! The image gets one extra overlay file, `/etc/appliance-test.sh`, which
 //! the appliance's rcS runs before the ready line; it prints `lsm-check`
@@ -13,6 +15,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Serialises the tests: both build the board's kernel in the same
+/// out-of-tree folder of the build root, and boots are slow under TCG.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
 /// Seconds the boot may take under TCG (software emulation), with room for
 /// a busy shared host.
@@ -81,14 +88,15 @@ fn write_manifest(work: &Path) -> PathBuf {
 }
 
 /// Writes boards/qemu-x86_64.toml with absolute paths, the Rust LSM, the
-/// test keys and `manifest`.
-fn write_board(work: &Path, manifest: &Path) -> PathBuf {
+/// test keys, `manifest` and the `extra_fragments` after the board's own.
+fn write_board(work: &Path, manifest: &Path, extra_fragments: &[PathBuf]) -> PathBuf {
     let source = repo().join("boards/qemu-x86_64.toml");
     let boards = source.parent().expect("boards folder");
     let mut board: toml::Table = fs::read_to_string(&source).expect("read the board").parse().expect("parse the board");
     board.insert("manifest".into(), manifest.display().to_string().into());
     let kernel = board["kernel"].as_table_mut().expect("[kernel]");
-    let fragments: Vec<toml::Value> = kernel["config"].as_array().expect("kernel.config").iter().map(|f| boards.join(f.as_str().expect("fragment")).display().to_string().into()).collect();
+    let mut fragments: Vec<toml::Value> = kernel["config"].as_array().expect("kernel.config").iter().map(|f| boards.join(f.as_str().expect("fragment")).display().to_string().into()).collect();
+    fragments.extend(extra_fragments.iter().map(|path| toml::Value::String(path.display().to_string())));
     kernel.insert("config".into(), toml::Value::Array(fragments));
     kernel.insert("lsm".into(), "ipe-rust".into());
     let keys = board["keys"].as_table_mut().expect("[keys]");
@@ -99,27 +107,62 @@ fn write_board(work: &Path, manifest: &Path) -> PathBuf {
     path
 }
 
+/// Builds the image of `board` into `<work>/out`, boots it and returns the
+/// console; panics unless the appliance reached its ready line.
+fn build_and_boot(work: &Path, board: &Path) -> String {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let out = work.join("out");
+    run(applbuild().arg("image").arg(board).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400"));
+
+    let disk = out.join("qemu-x86_64/1.0.0/disk.raw");
+    let output = applbuild().arg("run").arg("--test").arg(&disk).arg("--timeout").arg(BOOT_TIMEOUT_SECS.to_string()).output().expect("run applbuild run --test");
+    let console = String::from_utf8_lossy(&output.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in console.lines().filter(|line| line.contains("lsm-check") || line.contains("ipe:")) {
+        println!("{line}");
+    }
+    assert!(output.status.success(), "applbuild run --test failed ({}):\n{console}", output.status);
+    assert!(stdout.contains("appliance ready:"), "no ready line:\n{console}");
+    console
+}
+
+/// Counts the rows of a vector table, without comments and blank lines.
+fn table_rows(path: &Path) -> usize {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#')).count()
+}
+
+#[test]
+#[ignore = "builds and boots an image: needs root, the kernel cache and qemu; run by ci/test.sh"]
+fn kernel_selftest_passes_all_vectors() {
+    let temp = tempfile::tempdir().expect("temporary folder");
+    let work = temp.path();
+    let fragment = work.join("selftest.config");
+    fs::write(&fragment, "CONFIG_SECURITY_IPE_RUST_SELFTEST=y\n").expect("write the self test fragment");
+    let board = write_board(work, &repo().join("manifests/firewall.toml"), &[fragment]);
+    let console = build_and_boot(work, &board);
+
+    let vectors = repo().join("lsm/ipe/tests/data");
+    let parse_total = table_rows(&vectors.join("parse/expected.tsv"));
+    let eval_total = table_rows(&vectors.join("eval/cases.tsv"));
+    assert!(parse_total > 0, "no parse vectors in {}", vectors.display());
+    assert!(eval_total > 0, "no evaluation cases in {}", vectors.display());
+    let parse_line = format!("ipe: selftest: parse vectors: {parse_total} of {parse_total} passed");
+    let eval_line = format!("ipe: selftest: eval cases: {eval_total} of {eval_total} passed");
+    assert!(console.contains(&parse_line), "expected `{parse_line}`:\n{console}");
+    assert!(console.contains(&eval_line), "expected `{eval_line}`:\n{console}");
+}
+
 #[test]
 #[ignore = "builds and boots an image: needs root, the kernel cache and qemu; run by ci/test.sh"]
 fn rust_lsm_boots_and_enforces() {
     let temp = tempfile::tempdir().expect("temporary folder");
     let work = temp.path();
     let manifest = write_manifest(work);
-    let board = write_board(work, &manifest);
-    let out = work.join("out");
-    run(applbuild().arg("image").arg(&board).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400"));
-
-    let disk = out.join("qemu-x86_64/1.0.0/disk.raw");
-    let output = applbuild().arg("run").arg("--test").arg(&disk).arg("--timeout").arg(BOOT_TIMEOUT_SECS.to_string()).output().expect("run applbuild run --test");
-    let console = String::from_utf8_lossy(&output.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let board = write_board(work, &manifest, &[]);
+    let console = build_and_boot(work, &board);
     let has = |text: &str| console.contains(text);
 
-    for line in console.lines().filter(|line| line.contains("lsm-check") || line.contains("ipe:")) {
-        println!("{line}");
-    }
-    assert!(output.status.success(), "applbuild run --test failed ({}):\n{console}", output.status);
-    assert!(stdout.contains("appliance ready:"), "no ready line:\n{console}");
     assert!(has(INIT_LINE), "no Rust IPE init line:\n{console}");
     assert!(has(BOOT_POLICY_LINE), "the boot policy was not activated:\n{console}");
     assert!(has("lsm-check done"), "the check script did not finish:\n{console}");
