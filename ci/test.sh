@@ -39,6 +39,9 @@ $applbuild verify "$image" --cert keys/test/cert.pem
 echo "== verify: bit flips, and image --unsigned then sign against a signed build"
 cargo test --release --locked -p applbuild --test verify -- --ignored
 
+echo "== sign an unsigned build with a key in SoftHSM2 (PKCS#11)"
+cargo test --release --locked -p applbuild --test pkcs11 -- --ignored
+
 echo "== rootfs from a directory and a tarball"
 cargo test --release --locked -p applbuild --test sources -- --ignored
 

@@ -21,6 +21,8 @@ pub enum Error {
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
+    #[error(transparent)]
+    Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
     #[error("generated release policy is invalid at {0}; please report this bug")]
     Policy(crate::policy::PolicyError),
     #[error("{}:{source}", path.display())]
@@ -70,6 +72,7 @@ impl Error {
             // match its certificate) are fixed in the setup, not the build.
             Error::Key(_) => 2,
             Error::Run(err) => err.exit_code(),
+            Error::Pkcs11(err) => err.exit_code(),
             _ => 1,
         }
     }

@@ -23,6 +23,7 @@ pub mod ext4;
 pub mod init_build;
 pub mod kernel;
 pub mod pipeline;
+pub mod pkcs11;
 pub mod policy;
 pub mod policy_lifecycle;
 pub mod policy_cmd;

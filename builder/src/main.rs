@@ -61,9 +61,9 @@ enum Command {
     Sign {
         /// The unsigned build's output folder, OUT/<board>/<release>.
         outdir: PathBuf,
-        /// Key folder (key.pem, cert.pem); cert.pem must be the one the unsigned build used.
-        #[arg(long, value_name = "DIR")]
-        key: PathBuf,
+        /// Key folder (key.pem, cert.pem), or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…). Its certificate must be the one the unsigned build used.
+        #[arg(long, value_name = "DIR|URI")]
+        key: String,
     },
     /// Boot an image in QEMU under OVMF (UEFI), serial console on this terminal (quit: Ctrl-A X).
     Run {
@@ -258,7 +258,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 fn dispatch(cli: &Cli) -> Result<(), Error> {
     match &cli.command {
         Command::Sign { outdir, key } => {
-            let summary = signing::sign_output(outdir, key)?;
+            let summary = signing::sign_output(outdir, &signing::KeySource::from_argument(key))?;
             if cli.json {
                 print_json(&summary)?;
             } else {

@@ -63,6 +63,11 @@ pub struct SigningInputs {
     pub esp_size: u64,
     /// SHA-256 (hex) of the certificate the kernel trusts; the signing key must match it.
     pub certificate_sha256: String,
+    /// That certificate in PEM, for signing with a key that has no
+    /// certificate file next to it (a PKCS#11 token). Empty in inputs
+    /// written before it was recorded.
+    #[serde(default)]
+    pub certificate_pem: String,
     #[serde(skip)]
     pub init: Vec<u8>,
     #[serde(skip)]
@@ -87,12 +92,15 @@ pub struct SignedParts {
 /// that contains a signature: initramfs, UKI, ESP and the verity signature
 /// partition. Without a key the signatures are empty, so the parts have
 /// the same sizes and positions on the disk except the ESP's contents.
-pub fn sign_parts(inputs: &SigningInputs, key: Option<&keys::KeyPair>) -> Result<SignedParts, Error> {
+pub fn sign_parts(inputs: &SigningInputs, key: Option<&dyn sign::RsaSigner>) -> Result<SignedParts, Error> {
     let (root_sig, policy_sig, sig_json) = match key {
         Some(key) => {
+            use der::Encode;
+            use sha2::Digest;
             let root_sig = sign::sign_detached(key, inputs.root_hash.as_bytes())?;
             let policy_sig = sign::sign_attached(key, inputs.policy_text.as_bytes())?;
-            let sig_json = disk::verity_sig_json(&inputs.root_hash, &root_sig, &key.cert_sha256())?;
+            let cert_der = key.signer_certificate().to_der().map_err(|err| Error::Internal(format!("encoding the certificate: {err}")))?;
+            let sig_json = disk::verity_sig_json(&inputs.root_hash, &root_sig, &sha2::Sha256::digest(&cert_der).into())?;
             (root_sig, policy_sig, sig_json)
         }
         None => (Vec::new(), Vec::new(), vec![0u8; VERITY_SIG_PARTITION_SIZE]),
@@ -235,12 +243,13 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         epoch: options.epoch,
         esp_size: board.disk.esp_size.0,
         certificate_sha256: hex::encode(cert_sha256),
+        certificate_pem: cert_pem.clone(),
         init: init_binary,
         stub,
         bzimage,
     };
     let key = match &signer {
-        Signer::Key(key) => Some(key.as_ref()),
+        Signer::Key(key) => Some(key.as_ref() as &dyn sign::RsaSigner),
         Signer::Certificate(_) => None,
     };
     let SignedParts { root_sig, policy_sig, uki: uki_bytes, esp, sig_json } = sign_parts(&signing_inputs, key)?;

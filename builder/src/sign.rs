@@ -31,6 +31,9 @@ pub enum SignError {
     #[error("failed to compute the RSA PKCS#1 v1.5 SHA-256 signature: {0}")]
     Sign(rsa::signature::Error),
 
+    #[error("PKCS#11 token failed to sign: {0}")]
+    Token(String),
+
     #[error("failed to encode the {content_len}-byte content as a CMS OCTET STRING: {source}")]
     EncodeContent {
         content_len: usize,
@@ -53,6 +56,26 @@ pub enum SignError {
     BadSignature { certificate: String },
 }
 
+/// A release key that makes RSASSA-PKCS1-v1_5 SHA-256 signatures: a key
+/// file ([`KeyPair`]) or a key in a PKCS#11 token.
+pub trait RsaSigner {
+    /// Returns the signer's certificate.
+    fn signer_certificate(&self) -> &Certificate;
+    /// Signs `content` with RSASSA-PKCS1-v1_5 over SHA-256(content).
+    fn sign_sha256(&self, content: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
+impl RsaSigner for KeyPair {
+    fn signer_certificate(&self) -> &Certificate {
+        self.certificate()
+    }
+
+    fn sign_sha256(&self, content: &[u8]) -> Result<Vec<u8>, SignError> {
+        let signature = self.signing_key().try_sign(content).map_err(SignError::Sign)?;
+        Ok(signature.to_vec())
+    }
+}
+
 /// Signs `content` and returns a detached PKCS#7 signature in DER.
 ///
 /// The CMS SignedData has content type id-data with eContent absent, one
@@ -60,7 +83,7 @@ pub enum SignError {
 /// attributes and no certificates. It has the same structure as the output of
 /// `openssl smime -sign -binary -noattr -nocerts -outform der -md sha256`.
 /// For dm-verity, `content` is the lowercase hex root hash without a newline.
-pub fn sign_detached(key: &KeyPair, content: &[u8]) -> Result<Vec<u8>, SignError> {
+pub fn sign_detached(key: &dyn RsaSigner, content: &[u8]) -> Result<Vec<u8>, SignError> {
     encode_signed_data(key, content, Encapsulation::Detached)
 }
 
@@ -70,7 +93,7 @@ pub fn sign_detached(key: &KeyPair, content: &[u8]) -> Result<Vec<u8>, SignError
 /// This is the form that Linux IPE accepts in `new_policy`. It has the same
 /// structure as the output of
 /// `openssl smime -sign -nodetach -binary -noattr -outform der -md sha256`.
-pub fn sign_attached(key: &KeyPair, content: &[u8]) -> Result<Vec<u8>, SignError> {
+pub fn sign_attached(key: &dyn RsaSigner, content: &[u8]) -> Result<Vec<u8>, SignError> {
     encode_signed_data(key, content, Encapsulation::Attached)
 }
 
@@ -84,18 +107,15 @@ enum Encapsulation {
 }
 
 fn encode_signed_data(
-    key: &KeyPair,
+    key: &dyn RsaSigner,
     content: &[u8],
     encapsulation: Encapsulation,
 ) -> Result<Vec<u8>, SignError> {
-    let certificate = key.certificate();
+    let certificate = key.signer_certificate();
     let tbs = certificate.tbs_certificate();
 
     // Without signed attributes the signature covers the content directly (RFC 5652 section 5.4).
-    let signature = key
-        .signing_key()
-        .try_sign(content)
-        .map_err(SignError::Sign)?;
+    let signature = key.sign_sha256(content)?;
 
     let signer_info = SignerInfo {
         version: CmsVersion::V1,
@@ -106,7 +126,7 @@ fn encode_signed_data(
         digest_alg: algorithm_with_null(ID_SHA_256),
         signed_attrs: None,
         signature_algorithm: algorithm_with_null(RSA_ENCRYPTION),
-        signature: OctetString::new(signature.to_vec()).map_err(SignError::EncodeSignedData)?,
+        signature: OctetString::new(signature).map_err(SignError::EncodeSignedData)?,
         unsigned_attrs: None,
     };
 

@@ -1,4 +1,4 @@
-//! `applbuild sign OUTDIR --key DIR`: completes an image built with
+//! `applbuild sign OUTDIR --key DIR|URI`: completes an image built with
 //! `applbuild image --unsigned`, so the private key can stay on a separate
 //! signing machine.
 //!
@@ -14,10 +14,34 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use der::{DecodePem, Encode};
+use sha2::{Digest, Sha256};
+
 use crate::disk;
 use crate::error::Error;
-use crate::keys;
 use crate::pipeline::{self, SIGNING_INPUTS_DIR};
+use crate::pkcs11::Pkcs11Key;
+use crate::{keys, sign};
+
+/// Location of the release key for `applbuild sign`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A key folder with key.pem and cert.pem.
+    Folder(PathBuf),
+    /// A key in a PKCS#11 token, named by an RFC 7512 URI.
+    Pkcs11(String),
+}
+
+impl KeySource {
+    /// Reads a `--key` value: a `pkcs11:` URI, else a key folder.
+    pub fn from_argument(value: &str) -> KeySource {
+        if value.starts_with("pkcs11:") {
+            KeySource::Pkcs11(value.to_string())
+        } else {
+            KeySource::Folder(PathBuf::from(value))
+        }
+    }
+}
 
 /// Summary of an `applbuild sign` run.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -27,7 +51,7 @@ pub struct SignSummary {
     pub certificate_subject: String,
 }
 
-/// Signs the unsigned build in `dir` with the key folder `key_dir`.
+/// Signs the unsigned build in `dir` with the key from `key_source`.
 ///
 /// Rejects a folder that is already signed or has no signing inputs, and a
 /// key whose certificate is not the one the unsigned build put in the
@@ -35,7 +59,7 @@ pub struct SignSummary {
 /// command is interrupted while doing so, running it again completes the
 /// image, because `signing-inputs/` and the `unsigned` marker are removed
 /// only at the end.
-pub fn sign_output(dir: &Path, key_dir: &Path) -> Result<SignSummary, Error> {
+pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Error> {
     let record_path = dir.join("build.json");
     let record_bytes = fs::read(&record_path).map_err(|source| Error::io("read", &record_path, source))?;
     let mut record: serde_json::Value = serde_json::from_slice(&record_bytes).map_err(|err| usage(format!("{}: invalid JSON: {err}", record_path.display()), None))?;
@@ -47,16 +71,30 @@ pub fn sign_output(dir: &Path, key_dir: &Path) -> Result<SignSummary, Error> {
         ));
     }
     let inputs = pipeline::read_signing_inputs(&inputs_dir)?;
-    let key = keys::load(key_dir)?;
-    let key_fingerprint = hex::encode(key.cert_sha256());
+    let (key, key_name): (Box<dyn sign::RsaSigner>, String) = match key_source {
+        KeySource::Folder(key_dir) => (Box::new(keys::load(key_dir)?), key_dir.display().to_string()),
+        KeySource::Pkcs11(uri) => {
+            if inputs.certificate_pem.is_empty() {
+                return Err(usage(format!("{} records no certificate, which signing with a PKCS#11 key needs", inputs_dir.join("inputs.json").display()), Some("rebuild with this version of applbuild image --unsigned".into())));
+            }
+            let certificate = x509_cert::Certificate::from_pem(inputs.certificate_pem.as_bytes()).map_err(|err| Error::Internal(format!("the recorded certificate does not parse: {err}")))?;
+            (Box::new(Pkcs11Key::open(uri, certificate)?), uri.clone())
+        }
+    };
+    let cert_der = key.signer_certificate().to_der().map_err(|err| Error::Internal(format!("encoding the certificate: {err}")))?;
+    let key_fingerprint = hex::encode(Sha256::digest(&cert_der));
     if key_fingerprint != inputs.certificate_sha256 {
         return Err(usage(
-            format!("the certificate in {} (SHA-256 {key_fingerprint}) is not the one this image's kernel trusts (SHA-256 {})", key_dir.display(), inputs.certificate_sha256),
+            format!("the certificate of {key_name} (SHA-256 {key_fingerprint}) is not the one this image's kernel trusts (SHA-256 {})", inputs.certificate_sha256),
             Some("sign with the key whose cert.pem the unsigned build used, or rebuild with the new certificate".into()),
         ));
     }
 
-    let parts = pipeline::sign_parts(&inputs, Some(&key))?;
+    let parts = pipeline::sign_parts(&inputs, Some(key.as_ref()))?;
+    // A token key that does not belong to the certificate signs without error, so check the result.
+    sign::verify_detached(&parts.root_sig, inputs.root_hash.as_bytes(), key.signer_certificate()).map_err(|err| {
+        usage(format!("the signature made with {key_name} does not verify with the image's certificate: {err}"), Some("choose the private key that belongs to the certificate".into()))
+    })?;
     let disk_path = dir.join("disk.raw");
     write_partitions(&disk_path, &parts)?;
 
@@ -73,7 +111,8 @@ pub fn sign_output(dir: &Path, key_dir: &Path) -> Result<SignSummary, Error> {
     write_replacing(&record_path, text.as_bytes())?;
 
     tracing::info!(output = %dir.display(), "sign: signed the image");
-    Ok(SignSummary { output: dir.to_path_buf(), root_hash: inputs.root_hash, certificate_subject: key.subject() })
+    let certificate_subject = key.signer_certificate().tbs_certificate().subject().to_string();
+    Ok(SignSummary { output: dir.to_path_buf(), root_hash: inputs.root_hash, certificate_subject })
 }
 
 /// Writes the ESP and the verity signature partition into the disk image.
