@@ -113,7 +113,7 @@ enum Command {
         #[arg(long, value_name = "CERT")]
         cert: Option<PathBuf>,
     },
-    /// Check IPE policies and show which rule decides an access.
+    /// Generate, sign, compare, deploy and check IPE policies, and show which rule decides an access.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
