@@ -167,6 +167,14 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     if !is_root() {
         return Err(KernelError::NotRoot);
     }
+    // One build at a time per build folder: two applbuild processes (two
+    // CI jobs, or a build and a test) share the build root. The lock is
+    // released when `_lock` is dropped at the end of this function.
+    let _lock = lock_build(&root, &name)?;
+    if !no_cache && entry.join(COMPLETE_MARKER).is_file() {
+        tracing::info!(key = %key, "kernel: another process built it meanwhile; using {}", entry.display());
+        return Ok(output);
+    }
     let started = Instant::now();
     let in_dir = root.join("build/in").join(&name);
     prepare_inputs(&in_dir, &fragments, &generated, cert_pem)?;
@@ -285,6 +293,20 @@ fn toolchain_key() -> String {
         key.add_str(package);
     }
     key.short_hex()
+}
+
+/// Takes an exclusive lock on the build folder `name`, waiting for another
+/// process's build to finish first.
+fn lock_build(root: &Path, name: &str) -> Result<fs::File, KernelError> {
+    let dir = root.join("build/out");
+    fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
+    if file.try_lock().is_err() {
+        tracing::info!("kernel: waiting for another build of {name} to finish");
+        file.lock().map_err(io("lock", &path))?;
+    }
+    Ok(file)
 }
 
 /// Returns the Debian build root, making it with mmdebstrap on first use.
