@@ -125,7 +125,7 @@ int ipe_evaluate_event(const struct ipe_eval_ctx *ctx)
 
 	rc = ipe_rust_evaluate(pol->parsed, &ev, &decision);
 	if (rc) {
-		/* Only a policy without any applicable default gets here. */
+		/* An unmapped operation in a policy without a global default. */
 		WARN(1, "no default rule set for unknown op, ALLOW it");
 		decision.action = IPE_ACTION_ALLOW;
 		decision.match = IPE_MATCH_GLOBAL;

@@ -53,7 +53,7 @@ enum ipe_action_type {
 	IPE_ACTION_DENY,
 };
 
-/* What decided an event: a rule, the operation's default or the global default. */
+/* Source of a decision: a rule, the operation's default or the global default. */
 enum ipe_match {
 	IPE_MATCH_RULE = 0,
 	IPE_MATCH_TABLE,
