@@ -60,6 +60,11 @@ for file in "$probe" /usr/libexec/tamper/hello /usr/lib/tamper/libtamper.so; do
 done
 printf '#!/bin/sh\necho unverified script ran\n' > "$work/tmpfs/script.sh"
 chmod 755 "$work/tmpfs/script.sh"
+# IPE decides on a module or firmware file when the kernel reads it, before
+# anything parses it, so random bytes serve as both.
+head -c 8192 /dev/urandom > "$work/tmpfs/tamper.ko"
+mkdir -p "$work/tmpfs/firmware"
+head -c 4096 /dev/urandom > "$work/tmpfs/firmware/tamper.fw"
 
 state_device=
 for uevent in /sys/class/block/*/uevent; do
@@ -69,7 +74,7 @@ for uevent in /sys/class/block/*/uevent; do
 done
 state_ready=no
 if [ -n "$state_device" ] && mount -t ext4 "/dev/$state_device" "$work/state"; then
-	cp "$probe" /usr/lib/tamper/libtamper.so "$work/state/" && state_ready=yes
+	cp "$probe" /usr/lib/tamper/libtamper.so "$work/tmpfs/tamper.ko" "$work/state/" && state_ready=yes
 fi
 echo "tamper-setup state-partition: ${state_device:-none} mounted=$state_ready"
 
@@ -111,15 +116,43 @@ report 7 anon-mmap-exec "$probe" anon-exec
 # The verified loader asked to run an unverified program maps it itself.
 report 7 loader-exec "$probe" exec "$loader" "$work/tmpfs/hello"
 
-# Case 8: kernel modules and firmware from unverified media.
+# Case 8: kernel modules and firmware from unverified media. finit_module
+# reads the file through kernel_read_file (IPE hook KERNEL_READ);
+# init_module passes a buffer, which IPE sees at kernel_load_data
+# (KERNEL_LOAD) with no file.
+report 8 tmpfs-finit-module "$probe" finit-module "$work/tmpfs/tamper.ko"
+if [ "$state_ready" = yes ]; then
+	report 8 state-finit-module "$probe" finit-module "$work/state/tamper.ko"
+fi
 if [ "$usb_ready" = yes ]; then
 	report 8 usb-finit-module "$probe" finit-module "$work/usb/tamper.ko"
 	report 8 usb-init-module "$probe" init-module "$work/usb/tamper.ko"
 fi
-if [ -d /sys/class/firmware ]; then
-	echo "tamper-case 8 firmware: untested (/sys/class/firmware exists but the image has no trigger)"
+
+# Firmware: the loader looks for <path parameter>/<name> first, then in
+# /lib/firmware, which the root does not have. A denied read leaves the
+# loader's "loading <file> failed with error -13" line in the kernel log,
+# which is printed as the case's "-log" result.
+firmware_path=/sys/module/firmware_class/parameters/path
+firmware_trigger=/sys/devices/virtual/misc/test_firmware/trigger_request
+# Runs a firmware request for tamper.fw from folder $2 as case 8 named $1.
+request_firmware() {
+	name=$1
+	folder=$2
+	if ! "$probe" write-text "$firmware_path" "$folder" > /dev/null; then
+		echo "tamper-case 8 $name: setup failed (cannot write $firmware_path)"
+		return
+	fi
+	report 8 "$name" "$probe" write-text "$firmware_trigger" tamper.fw
+	echo "tamper-case 8 $name-log: $(dmesg | grep -o "loading $folder/tamper.fw failed with error -[0-9]*" | tail -n 1)"
+}
+if [ -e "$firmware_path" ] && [ -e "$firmware_trigger" ]; then
+	request_firmware tmpfs-firmware "$work/tmpfs/firmware"
+	if [ "$usb_ready" = yes ]; then
+		request_firmware usb-firmware "$work/usb"
+	fi
 else
-	echo "tamper-case 8 firmware: unsupported (no /sys/class/firmware)"
+	echo "tamper-case 8 tmpfs-firmware: unsupported (no $firmware_path or $firmware_trigger)"
 fi
 
 # Case 9: run-time policy changes. The release policy's version equals the
