@@ -48,7 +48,7 @@ cargo test --release --locked -p applbuild --test sources -- --ignored
 echo "== boot in QEMU"
 $applbuild run --test boards/qemu-x86_64.toml --out "$work/a"
 
-echo "== Rust IPE LSM: registration, policies and enforce lock in QEMU"
+echo "== Rust IPE LSM in QEMU: checks, self test, comparison with the C IPE"
 cargo test --release --locked -p applbuild --test lsm_boot -- --ignored
 
 echo "== tamper matrix in QEMU (builder/tests/tamper.rs)"
