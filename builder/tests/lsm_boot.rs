@@ -109,6 +109,28 @@ for dir in $ipe/policies/*; do
 	check "write-$name-update-garbage" sh -c "printf 'garbage' > $dir/update"
 	check "write-$name-delete-0" sh -c "echo 0 > $dir/delete"
 done
+# Signed policies from /usr/share/lsm-diff (see write_signed_policies).
+signed=/usr/share/lsm-diff
+release=$ipe/policies/applbuild-qemu-x86_64
+# The kernel needs each message in one write(); busybox cat copies these
+# small files (far below its buffer size) in one.
+load() {
+	cat "$1" > "$2"
+}
+check update-release-equal load $signed/release-equal.p7s $release/update
+check update-release-lower load $signed/release-lower.p7s $release/update
+check update-release-other-name load $signed/low.p7s $release/update
+check new-policy-low load $signed/low.p7s $ipe/new_policy
+check new-policy-low-again load $signed/low.p7s $ipe/new_policy
+check activate-low sh -c "echo 1 > $ipe/policies/diff-low/active"
+check new-policy-high load $signed/high.p7s $ipe/new_policy
+check activate-high sh -c "echo 1 > $ipe/policies/diff-high/active"
+check activate-high-again sh -c "echo 1 > $ipe/policies/diff-high/active"
+check exec-tmpfs-under-high /tmp/diff/exec/busybox true
+check update-high-higher load $signed/high-next.p7s $ipe/policies/diff-high/update
+check read-high-version cat $ipe/policies/diff-high/version
+check activate-release-lower sh -c "echo 1 > $release/active"
+check delete-low sh -c "echo 1 > $ipe/policies/diff-low/delete"
 check read-enforce cat $ipe/enforce
 check read-success-audit cat $ipe/success_audit
 check write-success-audit-bad sh -c "echo maybe > $ipe/success_audit"
@@ -143,6 +165,7 @@ fn run(command: &mut Command) -> String {
 /// an overlay whose `/etc/appliance-test.sh` contains `script_text`.
 fn write_manifest(work: &Path, script_text: &str) -> PathBuf {
     let overlay = work.join("overlay");
+    write_signed_policies(&overlay.join("usr/share/lsm-diff"));
     let script = overlay.join("etc/appliance-test.sh");
     fs::create_dir_all(script.parent().expect("etc folder")).expect("create the overlay");
     fs::write(&script, script_text).expect("write the test script");
@@ -162,6 +185,36 @@ fn write_manifest(work: &Path, script_text: &str) -> PathBuf {
     let path = work.join("manifest.toml");
     fs::write(&path, toml::to_string(&manifest).expect("serialise the manifest")).expect("write the manifest");
     path
+}
+
+/// Policies the matrix script loads, as (file stem, name, version, rules).
+const SIGNED_POLICIES: [(&str, &str, &str, &str); 5] = [
+    ("release-equal", "applbuild-qemu-x86_64", "1.0.0", "DEFAULT action=DENY\n"),
+    ("release-lower", "applbuild-qemu-x86_64", "0.9.0", "DEFAULT action=DENY\n"),
+    ("low", "diff-low", "0.5.0", "DEFAULT action=DENY\n"),
+    ("high", "diff-high", "2.0.0", "DEFAULT action=ALLOW\n"),
+    ("high-next", "diff-high", "2.0.1", "DEFAULT action=ALLOW\nop=EXECUTE boot_verified=TRUE action=DENY\n"),
+];
+
+/// Signs each of [`SIGNED_POLICIES`] with keys/test as the kernel expects
+/// (attached PKCS#7, no signed attributes) into `<dir>/<stem>.p7s`.
+fn write_signed_policies(dir: &Path) {
+    fs::create_dir_all(dir).expect("create the policy folder");
+    let keys = repo().join("keys/test");
+    for (stem, name, version, rules) in SIGNED_POLICIES {
+        let text = dir.join(format!("{stem}.pol"));
+        fs::write(&text, format!("policy_name={name} policy_version={version}\n{rules}")).expect("write a policy");
+        run(Command::new("openssl")
+            .args(["smime", "-sign", "-nodetach", "-binary", "-noattr", "-outform", "der", "-md", "sha256"])
+            .arg("-signer")
+            .arg(keys.join("cert.pem"))
+            .arg("-inkey")
+            .arg(keys.join("key.pem"))
+            .arg("-in")
+            .arg(&text)
+            .arg("-out")
+            .arg(dir.join(format!("{stem}.p7s"))));
+    }
 }
 
 /// Writes boards/qemu-x86_64.toml with absolute paths, `lsm`, the test
@@ -184,10 +237,12 @@ fn write_board(work: &Path, manifest: &Path, lsm: &str, extra_fragments: &[PathB
     path
 }
 
-/// A booted image: its console and its root hash in upper case.
+/// A booted image: its console, its root hash and the SHA-256 of its
+/// signed release policy, both in upper-case hex.
 struct Boot {
     console: String,
     root_hash: String,
+    policy_digest: String,
 }
 
 /// Builds the image of `board` into `<work>/out-<label>`, boots it and
@@ -207,7 +262,9 @@ fn build_and_boot(work: &Path, board: &Path, label: &str) -> Boot {
     assert!(output.status.success(), "applbuild run --test failed ({}):\n{console}", output.status);
     assert!(stdout.contains("appliance ready:"), "no ready line:\n{console}");
     let root_hash = fs::read_to_string(out.join("qemu-x86_64/1.0.0/roothash")).expect("read roothash").trim().to_uppercase();
-    Boot { console, root_hash }
+    let digest = run(Command::new("sha256sum").arg(out.join("qemu-x86_64/1.0.0/policy.p7s")));
+    let policy_digest = digest.split_whitespace().next().unwrap_or_default().to_uppercase();
+    Boot { console, root_hash, policy_digest }
 }
 
 /// Counts the rows of a vector table, without comments and blank lines.
@@ -271,6 +328,7 @@ fn observe(work: &Path, manifest: &Path, lsm: &str) -> Vec<String> {
         .lines()
         .filter_map(|line| line.find("diff-check ").map(|start| normalise(&line[start..])))
         .map(|line| line.replace(&boot.root_hash, "<root hash>").replace(&boot.root_hash.to_lowercase(), "<root hash>"))
+        .map(|line| line.replace(&boot.policy_digest, "<release policy digest>"))
         .collect();
     sort_audit_groups(lines)
 }
