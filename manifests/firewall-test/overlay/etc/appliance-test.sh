@@ -117,9 +117,9 @@ report 7 anon-mmap-exec "$probe" anon-exec
 report 7 loader-exec "$probe" exec "$loader" "$work/tmpfs/hello"
 
 # Case 8: kernel modules and firmware from unverified media. finit_module
-# reads the file through kernel_read_file (IPE hook KERNEL_READ);
-# init_module passes a buffer, which IPE sees at kernel_load_data
-# (KERNEL_LOAD) with no file.
+# reads the file through kernel_read_file (IPE hook KERNEL_READ). IPE checks
+# init_module, which passes a buffer, in kernel_load_data (KERNEL_LOAD)
+# with no file.
 report 8 tmpfs-finit-module "$probe" finit-module "$work/tmpfs/tamper.ko"
 if [ "$state_ready" = yes ]; then
 	report 8 state-finit-module "$probe" finit-module "$work/state/tamper.ko"
