@@ -7,20 +7,26 @@
 //!
 //! The differential test builds the board once with the upstream C IPE
 //! (`lsm = "ipe"`) and once with the Rust IPE from the same inputs, and
-//! boots both. An operation matrix script records exit codes and error
-//! messages of execs and securityfs writes, the files of the IPE tree and
-//! the IPE audit records the kernel logged. The test compares the two
-//! records line by line. The script never writes to `enforce`, because the
-//! Rust IPE's enforce lock rejects that by design. Pids, audit serial
-//! numbers and timestamps, and the root hash are masked before comparing.
+//! boots both. Both kernels get boards/kernel/test-loaders.config, so
+//! module and firmware loading exist in both, and both boots get the same
+//! unverified ext4 disk as a second drive. An operation matrix script
+//! records exit codes and error messages of execs, PROT_EXEC mappings,
+//! module and firmware loads and securityfs writes, the files of the IPE
+//! tree and the IPE audit records the kernel logged. The test compares the
+//! two records case by case and line by line. Pids, audit serial numbers
+//! and timestamps, and the root hash are masked before comparing. The only
+//! accepted difference is the enforce toggle (see [`DELIBERATE_DIFFERENCES`]).
 //!
 //! Each image gets one extra overlay file, `/etc/appliance-test.sh`, which
 //! the appliance's rcS runs before the ready line; it prints `lsm-check`
 //! or `diff-check` lines. Needs root, the kernel cache or the Debian build root
-//! (~/.cache/applbuild), qemu-system-x86_64 with OVMF and keys/test.
+//! (~/.cache/applbuild), qemu-system-x86_64 with OVMF, keys/test, gcc with a
+//! static glibc for the probes of builder/tests/data/tamper, and mke2fs.
 //! `ci/test.sh` runs it with `cargo test --test lsm_boot -- --ignored`.
 
+use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,6 +95,58 @@ check exec-verified-root /bin/busybox true
 check exec-tmpfs /tmp/diff/exec/busybox true
 check exec-tmpfs-script /tmp/diff/exec/script.sh
 check script-via-shell /bin/sh /tmp/diff/exec/script.sh
+
+# The probe (builder/tests/data/tamper/probe.c) prints "ok", "ok exit=N" or
+# "errno=NAME" for one exec, mapping, module load or securityfs write. The
+# same files are on the verified root (the overlay), on tmpfs and on the
+# unverified ext4 disk /dev/vdb (see make_unverified_disk).
+probe=/usr/libexec/lsm-diff/probe
+data=/usr/share/lsm-diff
+cp $probe $data/libtamper.so $data/tamper.ko /tmp/diff/exec/
+mkdir -p /tmp/diff/exec/firmware
+cp $data/firmware/tamper.fw /tmp/diff/exec/firmware/
+mkdir -p /tmp/diff/usb
+usb_ready=no
+if [ -b /dev/vdb ] && mount -t ext4 -o ro /dev/vdb /tmp/diff/usb; then
+	usb_ready=yes
+fi
+echo "diff-check setup-unverified-disk: mounted=$usb_ready"
+check probe-exec-verified-root $probe exec $probe noop
+check probe-exec-tmpfs $probe exec /tmp/diff/exec/probe noop
+check probe-exec-usb $probe exec /tmp/diff/usb/probe noop
+for place in verified-root:$data tmpfs:/tmp/diff/exec usb:/tmp/diff/usb; do
+	name=${place%%:*}
+	folder=${place#*:}
+	check "mmap-exec-$name" $probe mmap-exec $folder/libtamper.so
+	check "mprotect-exec-$name" $probe mprotect-exec $folder/libtamper.so
+	check "finit-module-$name" $probe finit-module $folder/tamper.ko
+done
+check mmap-exec-anonymous $probe anon-exec
+check init-module-usb $probe init-module /tmp/diff/usb/tamper.ko
+
+# Firmware: the loader tries <path parameter>/<name> first, then
+# /lib/firmware, which the root does not have, so the request's errno is
+# the last path's. The loader's log line shows the errno of the first path.
+firmware_path=/sys/module/firmware_class/parameters/path
+firmware_trigger=/sys/devices/virtual/misc/test_firmware/trigger_request
+for place in verified-root:$data/firmware tmpfs:/tmp/diff/exec/firmware usb:/tmp/diff/usb/firmware; do
+	name=${place%%:*}
+	folder=${place#*:}
+	check "firmware-path-$name" $probe write-text $firmware_path $folder
+	check "firmware-$name" $probe write-text $firmware_trigger tamper.fw
+	echo "diff-check firmware-$name-log: $(dmesg | grep -o "loading $folder/tamper.fw failed with error -[0-9]*" | tail -n 1)"
+done
+
+# Enforce toggling: the only deliberate difference (DELIBERATE_DIFFERENCES
+# in lsm_boot.rs). The C IPE switches to permissive mode, the Rust IPE's
+# enforce lock rejects both writes. Enforcement is on again afterwards.
+check enforce-before-toggle cat $ipe/enforce
+check enforce-write-0 $probe write-text $ipe/enforce 0
+check enforce-after-write-0 cat $ipe/enforce
+check exec-tmpfs-after-write-0 $probe exec /tmp/diff/exec/probe noop
+check enforce-write-1 $probe write-text $ipe/enforce 1
+check enforce-after-toggle cat $ipe/enforce
+check exec-tmpfs-after-toggle $probe exec /tmp/diff/exec/probe noop
 
 printf 'policy_name=diff policy_version=9.0.0\nDEFAULT action=ALLOW\n' > /tmp/diff/unsigned.pol
 check new-policy-unsigned sh -c "cat /tmp/diff/unsigned.pol > $ipe/new_policy"
@@ -162,10 +220,13 @@ fn run(command: &mut Command) -> String {
 }
 
 /// Writes manifests/firewall.toml with absolute overlay paths and, last,
-/// an overlay whose `/etc/appliance-test.sh` contains `script_text`.
+/// an overlay whose `/etc/appliance-test.sh` contains `script_text`. The
+/// overlay also gets the signed policies and the probe files (see
+/// [`write_probe_files`]) under /usr/libexec/lsm-diff and /usr/share/lsm-diff.
 fn write_manifest(work: &Path, script_text: &str) -> PathBuf {
     let overlay = work.join("overlay");
     write_signed_policies(&overlay.join("usr/share/lsm-diff"));
+    write_probe_files(&overlay.join("usr/libexec/lsm-diff"), &overlay.join("usr/share/lsm-diff"));
     let script = overlay.join("etc/appliance-test.sh");
     fs::create_dir_all(script.parent().expect("etc folder")).expect("create the overlay");
     fs::write(&script, script_text).expect("write the test script");
@@ -185,6 +246,47 @@ fn write_manifest(work: &Path, script_text: &str) -> PathBuf {
     let path = work.join("manifest.toml");
     fs::write(&path, toml::to_string(&manifest).expect("serialise the manifest")).expect("write the manifest");
     path
+}
+
+/// Compiles the tamper probe (static) and the shared library of
+/// builder/tests/data/tamper into `bin` and `data`, and writes `tamper.ko`
+/// and `firmware/tamper.fw` of random bytes into `data`. IPE decides on a
+/// module or firmware file when the kernel reads it, before anything parses
+/// it, so random bytes serve as both.
+fn write_probe_files(bin: &Path, data: &Path) {
+    let sources = repo().join("builder/tests/data/tamper");
+    fs::create_dir_all(bin).expect("create the probe folder");
+    fs::create_dir_all(data.join("firmware")).expect("create the firmware folder");
+    let gcc = |args: &[&str], source: &str, output: &Path| {
+        run(Command::new("gcc").args(["-O2", "-Wall", "-Wextra", "-Werror"]).args(args).arg("-o").arg(output).arg(sources.join(source)));
+    };
+    gcc(&["-static"], "probe.c", &bin.join("probe"));
+    gcc(&["-shared", "-fPIC"], "libtamper.c", &data.join("libtamper.so"));
+    for (file, size) in [("tamper.ko", 8192), ("firmware/tamper.fw", 4096)] {
+        let mut bytes = vec![0u8; size];
+        fs::File::open("/dev/urandom").and_then(|mut random| random.read_exact(&mut bytes)).expect("read /dev/urandom");
+        fs::write(data.join(file), bytes).unwrap_or_else(|e| panic!("write {file}: {e}"));
+    }
+}
+
+/// Makes an ext4 image, never dm-verity protected, with the overlay's probe
+/// files at the layout the matrix script expects on /dev/vdb: `probe`,
+/// `libtamper.so`, `tamper.ko` and `firmware/tamper.fw`.
+fn make_unverified_disk(work: &Path) -> PathBuf {
+    let overlay = work.join("overlay");
+    let content = work.join("unverified-disk");
+    fs::create_dir_all(content.join("firmware")).expect("create the disk content folder");
+    for (source, target) in [
+        ("usr/libexec/lsm-diff/probe", "probe"),
+        ("usr/share/lsm-diff/libtamper.so", "libtamper.so"),
+        ("usr/share/lsm-diff/tamper.ko", "tamper.ko"),
+        ("usr/share/lsm-diff/firmware/tamper.fw", "firmware/tamper.fw"),
+    ] {
+        fs::copy(overlay.join(source), content.join(target)).unwrap_or_else(|e| panic!("copy {source} to the unverified disk: {e}"));
+    }
+    let image = work.join("unverified.ext4");
+    run(Command::new("mke2fs").args(["-q", "-F", "-t", "ext4", "-L", "lsm-diff-usb", "-d"]).arg(&content).arg(&image).arg("16M"));
+    image
 }
 
 /// Policies the matrix script loads, as (file stem, name, version, rules).
@@ -245,15 +347,21 @@ struct Boot {
     policy_digest: String,
 }
 
-/// Builds the image of `board` into `<work>/out-<label>`, boots it and
-/// returns the console; panics unless the appliance reached its ready line.
-fn build_and_boot(work: &Path, board: &Path, label: &str) -> Boot {
+/// Builds the image of `board` into `<work>/out-<label>` and boots it with
+/// `extra_disks` as further drives (/dev/vdb onwards). Returns the console
+/// and panics unless the appliance reached its ready line.
+fn build_and_boot(work: &Path, board: &Path, label: &str, extra_disks: &[&Path]) -> Boot {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = work.join(format!("out-{label}"));
     run(applbuild().arg("image").arg(board).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400"));
 
     let disk = out.join("qemu-x86_64/1.0.0/disk.raw");
-    let output = applbuild().arg("run").arg("--test").arg(&disk).arg("--timeout").arg(BOOT_TIMEOUT_SECS.to_string()).output().expect("run applbuild run --test");
+    let mut command = applbuild();
+    command.arg("run").arg("--test").arg(&disk).arg("--timeout").arg(BOOT_TIMEOUT_SECS.to_string());
+    for extra in extra_disks {
+        command.arg("--disk").arg(extra);
+    }
+    let output = command.output().expect("run applbuild run --test");
     let console = String::from_utf8_lossy(&output.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&output.stdout);
     for line in console.lines().filter(|line| line.contains("lsm-check") || line.contains("diff-check") || line.contains("ipe:")) {
@@ -281,7 +389,7 @@ fn kernel_selftest_passes_all_vectors() {
     let fragment = work.join("selftest.config");
     fs::write(&fragment, "CONFIG_SECURITY_IPE_RUST_SELFTEST=y\n").expect("write the self test fragment");
     let board = write_board(work, &repo().join("manifests/firewall.toml"), "ipe-rust", &[fragment]);
-    let console = build_and_boot(work, &board, "selftest").console;
+    let console = build_and_boot(work, &board, "selftest", &[]).console;
 
     let vectors = repo().join("lsm/ipe/tests/data");
     let parse_total = table_rows(&vectors.join("parse/expected.tsv"));
@@ -301,7 +409,7 @@ fn rust_lsm_boots_and_enforces() {
     let work = temp.path();
     let manifest = write_manifest(work, CHECK_SCRIPT);
     let board = write_board(work, &manifest, "ipe-rust", &[]);
-    let console = build_and_boot(work, &board, "check").console;
+    let console = build_and_boot(work, &board, "check", &[]).console;
     let has = |text: &str| console.contains(text);
 
     assert!(has(INIT_LINE), "no Rust IPE init line:\n{console}");
@@ -317,11 +425,14 @@ fn rust_lsm_boots_and_enforces() {
     assert!(has("lsm-check enforce-after: 1"), "enforcement is off after the rejected write:\n{console}");
 }
 
-/// Builds and boots the board with `lsm` and the matrix script; returns
-/// the `diff-check` lines with boot-specific values masked.
-fn observe(work: &Path, manifest: &Path, lsm: &str) -> Vec<String> {
-    let board = write_board(work, manifest, lsm, &[]);
-    let boot = build_and_boot(work, &board, lsm);
+/// Builds and boots the board with `lsm`, module and firmware loading
+/// (boards/kernel/test-loaders.config), the matrix script and
+/// `unverified_disk`; returns the `diff-check` lines with boot-specific
+/// values masked.
+fn observe(work: &Path, manifest: &Path, lsm: &str, unverified_disk: &Path) -> Vec<String> {
+    let loaders = repo().join("boards/kernel/test-loaders.config");
+    let board = write_board(work, manifest, lsm, &[loaders]);
+    let boot = build_and_boot(work, &board, lsm, &[unverified_disk]);
     assert!(boot.console.contains("diff-check done"), "{lsm}: the matrix script did not finish:\n{}", boot.console);
     let lines: Vec<String> = boot
         .console
@@ -372,23 +483,89 @@ fn normalise(line: &str) -> String {
     words.join(" ")
 }
 
+/// Matrix cases whose lines (result and audit records) may differ between
+/// the C IPE and the Rust IPE by design. The board's `[ipe] enforce = true`
+/// turns on `SECURITY_IPE_RUST_ENFORCE_LOCK`, so every write to `enforce`
+/// fails with EPERM and enforcement stays on. The C IPE of Linux 6.12
+/// accepts the writes. [`assert_enforce_toggle`] still checks both sides.
+const DELIBERATE_DIFFERENCES: [&str; 4] = ["enforce-write-0", "enforce-after-write-0", "exec-tmpfs-after-write-0", "enforce-write-1"];
+
+/// Splits the `diff-check` lines into (case, lines) in script order. The
+/// case is the word after `diff-check`, without its colon, so the audit
+/// lines of a check belong to it.
+fn group_by_case(lines: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for line in lines {
+        let case = line.split(' ').nth(1).unwrap_or("").trim_end_matches(':').to_string();
+        match groups.last_mut() {
+            Some((last, group)) if *last == case => group.push(line.clone()),
+            _ => groups.push((case, vec![line.clone()])),
+        }
+    }
+    groups
+}
+
+/// Returns the lines of `case`, or panics naming the LSM.
+fn case_lines<'a>(groups: &'a [(String, Vec<String>)], case: &str, lsm: &str) -> &'a [String] {
+    groups.iter().find(|(name, _)| name == case).map(|(_, lines)| lines.as_slice()).unwrap_or_else(|| panic!("{lsm}: no `diff-check {case}` line"))
+}
+
+/// Asserts what each kernel did in [`DELIBERATE_DIFFERENCES`]. The C IPE
+/// switched to permissive mode, let the tmpfs exec run with an
+/// `enforcing=0` record and accepted the write of 1. The Rust IPE rejected
+/// both writes with EPERM and denied the exec.
+fn assert_enforce_toggle(c_groups: &[(String, Vec<String>)], rust_groups: &[(String, Vec<String>)]) {
+    let c_write = &case_lines(c_groups, "enforce-write-0", "C")[0];
+    assert!(c_write.ends_with("status=0 output=ok"), "C: the write of 0 to enforce failed: {c_write}");
+    let c_after = &case_lines(c_groups, "enforce-after-write-0", "C")[0];
+    assert!(c_after.ends_with("output=0"), "C: enforce is not 0 after the write: {c_after}");
+    let c_exec = case_lines(c_groups, "exec-tmpfs-after-write-0", "C");
+    assert!(c_exec[0].ends_with("output=ok exit=0"), "C: the tmpfs exec did not run in permissive mode: {}", c_exec[0]);
+    assert!(c_exec.iter().any(|line| line.contains("type=1420 ") && line.contains("enforcing=0")), "C: no enforcing=0 record for the tmpfs exec: {c_exec:#?}");
+    let c_restore = &case_lines(c_groups, "enforce-write-1", "C")[0];
+    assert!(c_restore.ends_with("status=0 output=ok"), "C: the write of 1 to enforce failed: {c_restore}");
+
+    let rust_write = &case_lines(rust_groups, "enforce-write-0", "Rust")[0];
+    assert!(rust_write.ends_with("status=1 output=errno=EPERM"), "Rust: the enforce lock did not reject the write of 0: {rust_write}");
+    let rust_after = &case_lines(rust_groups, "enforce-after-write-0", "Rust")[0];
+    assert!(rust_after.ends_with("output=1"), "Rust: enforce is not 1 after the rejected write: {rust_after}");
+    let rust_exec = case_lines(rust_groups, "exec-tmpfs-after-write-0", "Rust");
+    assert!(rust_exec[0].ends_with("output=errno=EACCES"), "Rust: the tmpfs exec was not denied: {}", rust_exec[0]);
+    let rust_restore = &case_lines(rust_groups, "enforce-write-1", "Rust")[0];
+    assert!(rust_restore.ends_with("status=1 output=errno=EPERM"), "Rust: the enforce lock did not reject the write of 1: {rust_restore}");
+}
+
 #[test]
 #[ignore = "builds two kernels and boots both: needs root, the kernel cache and qemu; run by ci/test.sh"]
 fn c_and_rust_ipe_observe_the_same() {
     let temp = tempfile::tempdir().expect("temporary folder");
     let work = temp.path();
     let manifest = write_manifest(work, MATRIX_SCRIPT);
-    let c_lines = observe(work, &manifest, "ipe");
-    let rust_lines = observe(work, &manifest, "ipe-rust");
+    let unverified_disk = make_unverified_disk(work);
+    let c_lines = observe(work, &manifest, "ipe", &unverified_disk);
+    let rust_lines = observe(work, &manifest, "ipe-rust", &unverified_disk);
     for line in &rust_lines {
         println!("{line}");
     }
 
     assert!(c_lines.len() > 20, "too few observations from the C IPE:\n{}", c_lines.join("\n"));
+    assert!(c_lines.iter().any(|line| line == "diff-check setup-unverified-disk: mounted=yes"), "the C boot did not mount the unverified disk:\n{}", c_lines.join("\n"));
+    assert!(!c_lines.iter().any(|line| line.starts_with("diff-check firmware-path-") && !line.ends_with("output=ok")), "the C boot could not set the firmware path:\n{}", c_lines.join("\n"));
+
+    let c_groups = group_by_case(&c_lines);
+    let rust_groups = group_by_case(&rust_lines);
+    assert_enforce_toggle(&c_groups, &rust_groups);
+
+    let deliberate: BTreeSet<&str> = DELIBERATE_DIFFERENCES.into_iter().collect();
+    let compared = |groups: &[(String, Vec<String>)]| -> Vec<String> {
+        groups.iter().filter(|(case, _)| !deliberate.contains(case.as_str())).flat_map(|(_, lines)| lines.iter().cloned()).collect()
+    };
+    let c_compared = compared(&c_groups);
+    let rust_compared = compared(&rust_groups);
     let mut differences = Vec::new();
-    for index in 0..c_lines.len().max(rust_lines.len()) {
-        let c_line = c_lines.get(index).map_or("(missing)", String::as_str);
-        let rust_line = rust_lines.get(index).map_or("(missing)", String::as_str);
+    for index in 0..c_compared.len().max(rust_compared.len()) {
+        let c_line = c_compared.get(index).map_or("(missing)", String::as_str);
+        let rust_line = rust_compared.get(index).map_or("(missing)", String::as_str);
         if c_line != rust_line {
             differences.push(format!("C:    {c_line}\nRust: {rust_line}"));
         }
