@@ -53,6 +53,8 @@ cargo test --release --locked -p applbuild --test lsm_boot -- --ignored
 
 echo "== tamper matrix in QEMU (builder/tests/tamper.rs)"
 TMPDIR="$work" cargo test --release --locked -p applbuild --test tamper -- --ignored
+echo "== the same tamper matrix on the upstream C IPE kernel"
+TMPDIR="$work" APPLBUILD_TAMPER_LSM=ipe cargo test --release --locked -p applbuild --test tamper -- --ignored
 
 echo "== reproducibility: a second clean build"
 ci/reproducible.sh "$work/a" "$work/b"

@@ -211,6 +211,13 @@ fn write_manifest(work: &Path, overlay: &Path) -> PathBuf {
     path
 }
 
+/// The LSM the suite runs against: `ipe-rust` (the boards' default) unless
+/// `APPLBUILD_TAMPER_LSM=ipe` selects the upstream C IPE, so that the same
+/// matrix checks both kernels.
+fn tamper_lsm() -> String {
+    std::env::var("APPLBUILD_TAMPER_LSM").unwrap_or_else(|_| "ipe-rust".to_string())
+}
+
 /// Builds a copy of boards/qemu-x86_64-test.toml with another release and
 /// enforce setting into `<work>/out-<label>/`.
 fn build_image(work: &Path, manifest: &Path, label: &str, release: &str, enforce: bool) -> Image {
@@ -225,6 +232,7 @@ fn build_image(work: &Path, manifest: &Path, label: &str, release: &str, enforce
     let key_dir = boards.join(board["keys"]["dir"].as_str().expect("keys.dir"));
     board["keys"].as_table_mut().expect("[keys]").insert("dir".into(), key_dir.display().to_string().into());
     board["ipe"].as_table_mut().expect("[ipe]").insert("enforce".into(), enforce.into());
+    board["kernel"].as_table_mut().expect("[kernel]").insert("lsm".into(), tamper_lsm().into());
     let board_path = work.join(format!("board-{label}.toml"));
     fs::write(&board_path, toml::to_string(&board).expect("serialise the board")).expect("write the board");
 
@@ -659,6 +667,15 @@ fn policy_changes_checked() {
 fn enforce_write_rejected() {
     let log = enforce_log();
     assert_eq!(log.result(10, "enforce-at-boot"), "1");
+    if tamper_lsm() == "ipe" {
+        // The upstream C IPE has no enforce lock: root can switch it to
+        // permissive mode, which the Rust LSM's lock exists to prevent.
+        assert_eq!(log.result(10, "enforce-write-0"), "ok");
+        assert_eq!(log.result(10, "enforce-after-write"), "0");
+        log.assert_denied_with_audit(10, "tmpfs-exec-after", "ok exit=0", "BPRM_CHECK", 0);
+        assert_eq!(log.result(10, "enforce-restore"), "ok");
+        return;
+    }
     assert_eq!(log.result(10, "enforce-write-0"), "errno=EPERM");
     let audits = log.audits(10, "enforce-write-0");
     assert!(!audits.iter().any(|r| r.starts_with("type=1404 ") && r.contains("enforcing=0")), "case 10: a MAC status record reports enforcing=0: {audits:#?}");
