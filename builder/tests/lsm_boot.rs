@@ -347,13 +347,19 @@ struct Boot {
     policy_digest: String,
 }
 
-/// Builds the image of `board` into `<work>/out-<label>` and boots it with
-/// `extra_disks` as further drives (/dev/vdb onwards). Returns the console
-/// and panics unless the appliance reached its ready line.
-fn build_and_boot(work: &Path, board: &Path, label: &str, extra_disks: &[&Path]) -> Boot {
+/// Builds the image of `board` into `<work>/out-<label>`, with `init` as
+/// the initramfs's /init when given, and boots it with `extra_disks` as
+/// further drives (/dev/vdb onwards). Returns the console and panics unless
+/// the appliance reached its ready line.
+fn build_and_boot(work: &Path, board: &Path, label: &str, init: Option<&Path>, extra_disks: &[&Path]) -> Boot {
     let _guard = BUILD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = work.join(format!("out-{label}"));
-    run(applbuild().arg("image").arg(board).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400"));
+    let mut image = applbuild();
+    image.arg("image").arg(board).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400");
+    if let Some(init) = init {
+        image.arg("--init").arg(init);
+    }
+    run(&mut image);
 
     let disk = out.join("qemu-x86_64/1.0.0/disk.raw");
     let mut command = applbuild();
@@ -364,7 +370,7 @@ fn build_and_boot(work: &Path, board: &Path, label: &str, extra_disks: &[&Path])
     let output = command.output().expect("run applbuild run --test");
     let console = String::from_utf8_lossy(&output.stderr).into_owned();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for line in console.lines().filter(|line| line.contains("lsm-check") || line.contains("diff-check") || line.contains("ipe:")) {
+    for line in console.lines().filter(|line| line.contains("lsm-check") || line.contains("diff-check") || line.contains("initramfs-case") || line.contains("ipe:")) {
         println!("{line}");
     }
     assert!(output.status.success(), "applbuild run --test failed ({}):\n{console}", output.status);
@@ -389,7 +395,7 @@ fn kernel_selftest_passes_all_vectors() {
     let fragment = work.join("selftest.config");
     fs::write(&fragment, "CONFIG_SECURITY_IPE_RUST_SELFTEST=y\n").expect("write the self test fragment");
     let board = write_board(work, &repo().join("manifests/firewall.toml"), "ipe-rust", &[fragment]);
-    let console = build_and_boot(work, &board, "selftest", &[]).console;
+    let console = build_and_boot(work, &board, "selftest", None, &[]).console;
 
     let vectors = repo().join("lsm/ipe/tests/data");
     let parse_total = table_rows(&vectors.join("parse/expected.tsv"));
@@ -409,7 +415,7 @@ fn rust_lsm_boots_and_enforces() {
     let work = temp.path();
     let manifest = write_manifest(work, CHECK_SCRIPT);
     let board = write_board(work, &manifest, "ipe-rust", &[]);
-    let console = build_and_boot(work, &board, "check", &[]).console;
+    let console = build_and_boot(work, &board, "check", None, &[]).console;
     let has = |text: &str| console.contains(text);
 
     assert!(has(INIT_LINE), "no Rust IPE init line:\n{console}");
@@ -432,7 +438,7 @@ fn rust_lsm_boots_and_enforces() {
 fn observe(work: &Path, manifest: &Path, lsm: &str, unverified_disk: &Path) -> Vec<String> {
     let loaders = repo().join("boards/kernel/test-loaders.config");
     let board = write_board(work, manifest, lsm, &[loaders]);
-    let boot = build_and_boot(work, &board, lsm, &[unverified_disk]);
+    let boot = build_and_boot(work, &board, lsm, None, &[unverified_disk]);
     assert!(boot.console.contains("diff-check done"), "{lsm}: the matrix script did not finish:\n{}", boot.console);
     let lines: Vec<String> = boot
         .console
@@ -571,4 +577,87 @@ fn c_and_rust_ipe_observe_the_same() {
         }
     }
     assert!(differences.is_empty(), "{} observations differ:\n{}", differences.len(), differences.join("\n"));
+}
+
+/// Result lines of builder/tests/data/lsm/initramfs_probe.c that both
+/// kernels must print, in order. The boot policy lets boot_verified files,
+/// the initramfs's among them, execute and be mapped executable. The
+/// release policy has no boot_verified rule, so once it is active the same
+/// operations on /init fail with EACCES.
+const INITRAMFS_RESULTS: [&str; 13] = [
+    "initramfs-case mount-proc: ok",
+    "initramfs-case mount-sysfs: ok",
+    "initramfs-case mount-devtmpfs: ok",
+    "initramfs-case mount-securityfs: ok",
+    "initramfs-case exec-boot-policy: ok",
+    "initramfs-case mmap-exec-boot-policy: ok",
+    "initramfs-case mprotect-exec-boot-policy: ok",
+    "initramfs-case load-release-policy: ok",
+    "initramfs-case activate-release-policy: ok",
+    "initramfs-case exec-release-policy: errno=EACCES",
+    "initramfs-case mmap-exec-release-policy: errno=EACCES",
+    "initramfs-case mprotect-exec-release-policy: errno=EACCES",
+    "appliance ready: probe done",
+];
+
+/// Audit records the probe must find for each kernel, as (type, text the
+/// record contains): the policy load, the activation and one denial per
+/// hook on /init. Further records pass if both kernels log them.
+const INITRAMFS_AUDIT: [(&str, &str); 5] = [
+    ("type=1422", "policy_name=\"applbuild-qemu-x86_64\" policy_version=1.0.0"),
+    ("type=1421", "old_active_pol_name=\"applbuild-boot\""),
+    ("type=1420", "ipe_hook=BPRM_CHECK enforcing=1 pid=… comm=\"init\" path=\"/init\" dev=\"rootfs\""),
+    ("type=1420", "ipe_hook=MMAP enforcing=1 pid=… comm=\"init\" path=\"/init\" dev=\"rootfs\""),
+    ("type=1420", "ipe_hook=MPROTECT enforcing=1 pid=… comm=\"init\" path=\"/init\" dev=\"rootfs\""),
+];
+
+/// Compiles the initramfs probe, builds the board with `lsm`, the default
+/// kernel fragments and the probe as /init, boots it and returns the
+/// probe's lines with boot-specific values masked.
+fn observe_initramfs(work: &Path, lsm: &str) -> Vec<String> {
+    let probe = work.join("initramfs-probe");
+    let source = repo().join("builder/tests/data/lsm/initramfs_probe.c");
+    run(Command::new("gcc").args(["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&probe).arg(&source));
+    let board = write_board(work, &repo().join("manifests/firewall.toml"), lsm, &[]);
+    let boot = build_and_boot(work, &board, &format!("initramfs-{lsm}"), Some(&probe), &[]);
+    boot.console
+        .lines()
+        .filter_map(|line| line.find("initramfs-case ").or_else(|| line.find("appliance ready:")).map(|start| normalise(&line[start..])))
+        .map(|line| line.replace(&boot.policy_digest, "<release policy digest>"))
+        .collect()
+}
+
+#[test]
+#[ignore = "builds two images and boots both: needs root, the kernel cache, gcc with a static glibc and qemu; run by ci/test.sh"]
+fn initramfs_exec_matches_c_ipe() {
+    let temp = tempfile::tempdir().expect("temporary folder");
+    let work = temp.path();
+    let c_lines = observe_initramfs(work, "ipe");
+    let rust_lines = observe_initramfs(work, "ipe-rust");
+    for line in &rust_lines {
+        println!("{line}");
+    }
+
+    for (lsm, lines) in [("C", &c_lines), ("Rust", &rust_lines)] {
+        let results: Vec<&str> = lines.iter().filter(|line| !line.starts_with("initramfs-case audit: ")).map(String::as_str).collect();
+        assert_eq!(results, INITRAMFS_RESULTS, "{lsm}: unexpected probe results:\n{}", lines.join("\n"));
+        let audit: Vec<&str> = lines.iter().filter_map(|line| line.strip_prefix("initramfs-case audit: ")).collect();
+        for (record_type, text) in INITRAMFS_AUDIT {
+            assert!(
+                audit.iter().any(|record| record.starts_with(&format!("{record_type} ")) && record.contains(text)),
+                "{lsm}: no {record_type} record with `{text}`:\n{}",
+                audit.join("\n")
+            );
+        }
+    }
+
+    let mut differences = Vec::new();
+    for index in 0..c_lines.len().max(rust_lines.len()) {
+        let c_line = c_lines.get(index).map_or("(missing)", String::as_str);
+        let rust_line = rust_lines.get(index).map_or("(missing)", String::as_str);
+        if c_line != rust_line {
+            differences.push(format!("C:    {c_line}\nRust: {rust_line}"));
+        }
+    }
+    assert!(differences.is_empty(), "{} initramfs observations differ:\n{}", differences.len(), differences.join("\n"));
 }
