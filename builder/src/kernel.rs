@@ -65,6 +65,24 @@ pub const BOOT_POLICY: &str = "policy_name=applbuild-boot policy_version=0.0.0\n
 DEFAULT action=DENY\n\
 op=EXECUTE boot_verified=TRUE action=ALLOW\n";
 
+/// Environment variable naming a file that replaces the boot policy. Only
+/// for tests of how a kernel reacts to a boot policy that fails to parse
+/// (the Rust LSM stops the boot); never set it for an image you ship.
+pub const TEST_BOOT_POLICY_ENV: &str = "APPLBUILD_TEST_BOOT_POLICY_FILE";
+
+/// Returns the boot policy text: [`BOOT_POLICY`], or the file named by
+/// [`TEST_BOOT_POLICY_ENV`] when that is set.
+fn boot_policy() -> Result<String, KernelError> {
+    match std::env::var_os(TEST_BOOT_POLICY_ENV) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            tracing::warn!("kernel: {TEST_BOOT_POLICY_ENV} is set: the boot policy comes from {}; this kernel is for tests only", path.display());
+            fs::read_to_string(&path).map_err(io("read the test boot policy", &path))
+        }
+        None => Ok(BOOT_POLICY.to_string()),
+    }
+}
+
 /// Errors of the kernel stage.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -143,7 +161,8 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     for (file_name, content) in &fragments {
         key.add_str(file_name).add(content);
     }
-    key.add_str(&generated).add(cert_pem).add_str(BOOT_POLICY).add_str(BUILD_SCRIPT);
+    let boot_policy = boot_policy()?;
+    key.add_str(&generated).add(cert_pem).add_str(&boot_policy).add_str(BUILD_SCRIPT);
     if !lsm_sources.is_empty() {
         key.add_str(LAY_IN_SCRIPT);
         for (path, content) in &lsm_sources {
@@ -177,7 +196,7 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     }
     let started = Instant::now();
     let in_dir = root.join("build/in").join(&name);
-    prepare_inputs(&in_dir, &fragments, &generated, cert_pem)?;
+    prepare_inputs(&in_dir, &fragments, &generated, cert_pem, &boot_policy)?;
     let log = cache.dir("kernel").join(format!("{name}-{key}.log"));
     let source_dir = match board.kernel.lsm {
         Lsm::Ipe => SOURCE_DIR,
@@ -355,7 +374,7 @@ fn source_version(root: &Path) -> Result<String, KernelError> {
     Err(KernelError::SourceVersion(root.to_path_buf()))
 }
 
-fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &str, cert_pem: &[u8]) -> Result<(), KernelError> {
+fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &str, cert_pem: &[u8], boot_policy: &str) -> Result<(), KernelError> {
     if in_dir.exists() {
         fs::remove_dir_all(in_dir).map_err(io("clear", in_dir))?;
     }
@@ -364,7 +383,7 @@ fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &st
         let path = in_dir.join(name);
         fs::write(&path, content).map_err(io("write", &path))?;
     }
-    let files: [(&str, &[u8]); 3] = [("90-applbuild.config", generated.as_bytes()), ("cert.pem", cert_pem), ("boot_policy.pol", BOOT_POLICY.as_bytes())];
+    let files: [(&str, &[u8]); 3] = [("90-applbuild.config", generated.as_bytes()), ("cert.pem", cert_pem), ("boot_policy.pol", boot_policy.as_bytes())];
     for (name, content) in files {
         let path = in_dir.join(name);
         fs::write(&path, content).map_err(io("write", &path))?;

@@ -661,3 +661,42 @@ fn initramfs_exec_matches_c_ipe() {
     }
     assert!(differences.is_empty(), "{} initramfs observations differ:\n{}", differences.len(), differences.join("\n"));
 }
+
+/// A boot policy the Rust LSM cannot parse stops the boot with a panic that
+/// names the policy option, where upstream IPE only warns and runs with no
+/// policy at all. The kernel for this test differs from the default one only
+/// in its boot policy, given through `APPLBUILD_TEST_BOOT_POLICY_FILE`, so
+/// a first run rebuilds the LSM folder and relinks (cached afterwards).
+#[test]
+#[ignore = "builds a kernel with a broken boot policy and boots it: needs root, the kernel cache and qemu; run by ci/test.sh"]
+fn malformed_boot_policy_panics() {
+    let work = tempfile::tempdir().expect("temporary folder");
+    // A version with two parts is rejected with EBADMSG.
+    let policy = work.path().join("broken-boot.pol");
+    std::fs::write(&policy, "policy_name=broken-boot policy_version=1.2\nDEFAULT action=ALLOW\n").expect("write the policy");
+    let out = work.path().join("out");
+    let board = repo().join("boards/qemu-x86_64.toml");
+    run(applbuild()
+        .arg("image")
+        .arg(&board)
+        .arg("--keys")
+        .arg(repo().join("keys/test"))
+        .arg("--out")
+        .arg(&out)
+        .env("APPLBUILD_TEST_BOOT_POLICY_FILE", &policy));
+
+    let output = applbuild()
+        .args(["run", "--test", "--timeout", "180"])
+        .arg(&board)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run applbuild run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "the boot must fail:\n{stderr}");
+    let panic_line = stderr.lines().find(|line| line.contains("Kernel panic")).unwrap_or_else(|| panic!("no kernel panic on the console:\n{stderr}"));
+    assert!(panic_line.contains("ipe: the boot policy"), "the panic does not name the boot policy: {panic_line}");
+    assert!(panic_line.contains("failed to parse"), "the panic does not say the policy failed to parse: {panic_line}");
+    assert!(!stderr.contains("appliance ready:"), "the appliance came up with a broken boot policy");
+    assert!(!stderr.contains("applbuild-init:"), "the init ran although the boot policy failed to parse");
+}
