@@ -1,6 +1,9 @@
 //! Tests of the GPT, ESP and verity signature writers against sgdisk,
 //! dosfstools, mtools and systemd-dissect.
 
+mod common;
+use common::pseudo_random;
+
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -20,19 +23,6 @@ const DISK_GUID: Uuid = Uuid::from_u128(0x5d3c7a10_9e51_4c1b_8f0e_2b6a4c9d7e31);
 /// Root hash from the specification example: its halves give the root and
 /// verity partition UUIDs.
 const ROOT_HASH_HEX: &str = "c46e46b6bc50ac0d37b3b14b50821bab705944fbd6f87293eb7da884e7e13f02";
-
-/// Deterministic filler bytes (xorshift64).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
-}
 
 /// Returns whether every tool is installed, printing a skip message if not.
 fn tools_available(tools: &[(&str, &str)]) -> bool {

@@ -24,6 +24,9 @@
 //! static glibc for the probes of builder/tests/data/tamper, and mke2fs.
 //! `ci/test.sh` runs it with `cargo test --test lsm_boot -- --ignored`.
 
+mod common;
+use common::{applbuild, repo, run};
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
@@ -203,21 +206,6 @@ done
 check modes sh -c "ls -l $ipe $ipe/policies/* | awk '{print \$1, \$NF}' | tr '\n' ' '"
 echo "diff-check done"
 "#;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
-}
-
-fn applbuild() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_applbuild"))
-}
-
-/// Runs a command and returns its stdout; panics with stderr on failure.
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
-    assert!(output.status.success(), "{command:?} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// Writes manifests/firewall.toml with absolute overlay paths and, last,
 /// an overlay whose `/etc/appliance-test.sh` contains `script_text`. The

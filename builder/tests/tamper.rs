@@ -23,6 +23,9 @@
 //! that stays after the run, because the shared fixture is a static and is
 //! never dropped; ci/test.sh points TMPDIR at a folder it removes.
 
+mod common;
+use common::{applbuild, repo, run};
+
 use applbuild::disk::{self, PartitionEntry};
 use applbuild::{keys, sign};
 use std::collections::BTreeMap;
@@ -43,21 +46,6 @@ const POLICY_NAME: &str = "applbuild-qemu-x86_64";
 /// Seconds a boot may take. TCG boots of the test image took 12 s on a
 /// 2-core host; a missing disk makes the init wait its 30 s default first.
 const BOOT_TIMEOUT_SECS: u64 = 240;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
-}
-
-fn applbuild() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_applbuild"))
-}
-
-/// Runs a command and returns its stdout; panics with stderr on failure.
-fn run(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|e| panic!("failed to start {command:?}: {e}"));
-    assert!(output.status.success(), "{command:?} failed ({}):\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 // ---------------------------------------------------------------------------
 // Fixture: probes, signed policies, the unverified disk and the built images.

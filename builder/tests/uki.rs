@@ -1,5 +1,8 @@
 //! Tests of the UKI builder with Debian's systemd-stub, checked with objdump.
 
+mod common;
+use common::pseudo_random;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -25,19 +28,6 @@ fn host_stub() -> Option<Vec<u8>> {
             None
         }
     }
-}
-
-/// Deterministic filler bytes (xorshift64).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 /// Builds a file with a minimal PE32+ header whose `SizeOfImage` exceeds the

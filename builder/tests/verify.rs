@@ -6,6 +6,9 @@
 //! `#[ignore]` tests build the real default board (root, the cached kernel,
 //! about 40 s) and run from ci/test.sh with `-- --ignored`.
 
+mod common;
+use common::pseudo_random;
+
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -34,19 +37,6 @@ fn test_keys(dir: &Path) -> KeyPair {
     }
     fs::set_permissions(dir.join("key.pem"), fs::Permissions::from_mode(0o600)).expect("chmod key");
     keys::load(dir).expect("load test keys")
-}
-
-/// Deterministic filler bytes (xorshift64).
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
 }
 
 fn host_stub() -> Option<Vec<u8>> {
