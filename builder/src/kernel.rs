@@ -65,9 +65,9 @@ pub const BOOT_POLICY: &str = "policy_name=applbuild-boot policy_version=0.0.0\n
 DEFAULT action=DENY\n\
 op=EXECUTE boot_verified=TRUE action=ALLOW\n";
 
-/// Environment variable naming a file that replaces the boot policy. Only
-/// for tests of how a kernel reacts to a boot policy that fails to parse
-/// (the Rust LSM stops the boot); never set it for an image you ship.
+/// Environment variable naming a file that replaces the boot policy. It
+/// exists for tests of a boot policy that fails to parse, which stops the
+/// Rust LSM's boot. Never set it for an image you ship.
 pub const TEST_BOOT_POLICY_ENV: &str = "APPLBUILD_TEST_BOOT_POLICY_FILE";
 
 /// Returns the boot policy text: [`BOOT_POLICY`], or the file named by

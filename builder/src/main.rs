@@ -30,7 +30,7 @@ enum Command {
     /// Build the board's disk image into OUT/<board>/<release>/.
     ///
     /// The first run makes a Debian build root (about 1 minute, 2 GB) and builds the kernel
-    /// (about 5 to 6 minutes on 2 cores); both are cached under ~/.cache/applbuild
+    /// (about 6 minutes on an idle 2-core machine). Both are cached under ~/.cache/applbuild
     /// ($APPLBUILD_CACHE overrides) and reused while their inputs are unchanged.
     Image {
         /// The board file, e.g. boards/qemu-x86_64.toml.

@@ -113,7 +113,7 @@ pub fn sign_parts(inputs: &SigningInputs, key: Option<&dyn sign::RsaSigner>) -> 
     Ok(SignedParts { root_sig, policy_sig, uki, esp, sig_json })
 }
 
-/// What a finished build produced, printed as JSON with `--json`.
+/// Summary of a finished build, printed as JSON with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildSummary {
     pub board: String,
@@ -368,8 +368,8 @@ fn load_or_create_keys(board: &Board, dir: &Path, overridden: bool) -> Result<ke
     Ok(keys::load(dir)?)
 }
 
-/// A digest of the build inputs from which identifiers and salts are
-/// derived, so that the same inputs give the same image.
+/// Hashes the build inputs. Identifiers and salts are derived from this
+/// digest, so the same inputs give the same image.
 fn input_digest(board: &Board, manifest: &Manifest, epoch: u64) -> Result<[u8; 32], Error> {
     let mut key = KeyHasher::new("applbuild image inputs v1");
     for path in [&board.path, &manifest.path] {
@@ -407,7 +407,7 @@ fn random_bytes(count: usize) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// The initramfs: the static init, the signed release policy and the
+/// Builds the initramfs: the static init, the signed release policy and the
 /// device nodes and folders the init expects. Nothing else executes.
 fn initramfs_image(init: &[u8], policy_sig: &[u8], epoch: u64) -> Result<Vec<u8>, Error> {
     let mut cpio = initramfs::Cpio::new(epoch)?;
@@ -439,7 +439,7 @@ fn check_disk_size(board: &Board, esp: u64, root: u64, verity: u64, state: bool)
     Ok(())
 }
 
-/// An empty ext4 filesystem for the writable state partition.
+/// Makes an empty ext4 filesystem for the writable state partition.
 fn state_image(staging: &Path, size: u64, inputs: &[u8; 32], epoch: u64) -> Result<PathBuf, Error> {
     let path = staging.join("state.ext4");
     let uuid = ext4::uuid_text(&derive16(inputs, "state uuid"));

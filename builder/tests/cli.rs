@@ -103,7 +103,8 @@ fn missing_board_file() {
     let missing = fixture.dir.path().join("nope.toml");
     let (code, stderr) = fixture.image(&missing);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("nope.toml") && stderr.contains("No such file"), "{stderr}");
+    assert!(stderr.contains("nope.toml"), "{stderr}");
+    assert!(stderr.contains("No such file"), "{stderr}");
     assert!(!fixture.out().exists());
 }
 
@@ -114,7 +115,8 @@ fn unknown_key_names_closest() {
     let (code, stderr) = fixture.image(&fixture.board());
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("board.toml:11:1"), "position missing: {stderr}");
-    assert!(stderr.contains("esp_szie") && stderr.contains("esp_size"), "{stderr}");
+    assert!(stderr.contains("esp_szie"), "{stderr}");
+    assert!(stderr.contains("esp_size"), "{stderr}");
     assert!(!fixture.out().exists());
 }
 
@@ -132,7 +134,9 @@ fn wrong_type() {
     let (code, stderr) = fixture.image(&fixture.board());
     assert_eq!(code, 2, "{stderr}");
     // The message itself states the expected form, so no hint line follows.
-    assert!(stderr.contains("board.toml:10:8") && stderr.contains("expected a size") && stderr.contains("found boolean"), "{stderr}");
+    assert!(stderr.contains("board.toml:10:8"), "{stderr}");
+    assert!(stderr.contains("expected a size"), "{stderr}");
+    assert!(stderr.contains("found boolean"), "{stderr}");
     assert!(!fixture.out().exists());
 }
 
@@ -182,7 +186,8 @@ fn private_key_readable_by_others() {
     let (code, stderr) = fixture.image(&fixture.board());
     println!("{stderr}");
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("0644") && stderr.contains("chmod 600"), "{stderr}");
+    assert!(stderr.contains("0644"), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
     assert!(!fixture.out().exists());
 }
 
