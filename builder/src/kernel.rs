@@ -131,6 +131,8 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// A built kernel in the cache.
 #[derive(Debug, Clone)]
 pub struct KernelOutput {
+    /// The cache entry folder, named `<lsm>-<key>`.
+    pub entry: PathBuf,
     pub bzimage: PathBuf,
     pub stub: PathBuf,
     pub config: PathBuf,
@@ -142,6 +144,18 @@ pub struct KernelOutput {
 /// these inputs. `cert_pem` is the release certificate for the builtin
 /// trusted keyring.
 pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> Result<KernelOutput, KernelError> {
+    build_or_plan(board, cert_pem, cache, no_cache, false)
+}
+
+/// Returns where the kernel for `board` is (or would be) cached without
+/// building it: `cached` tells whether the entry exists. The build root is
+/// still created when missing, because its kernel source version is part
+/// of the key.
+pub fn plan(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelOutput, KernelError> {
+    build_or_plan(board, cert_pem, cache, false, true)
+}
+
+fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, plan_only: bool) -> Result<KernelOutput, KernelError> {
     if board.kernel.source != SOURCE_DEBIAN_6_12 {
         return Err(KernelError::UnsupportedSource(board.kernel.source.clone()));
     }
@@ -149,20 +163,24 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
 
     let root = toolchain_root(cache)?;
     let source_version = source_version(&root)?;
-    let name = format!("{}-{}", board.name, lsm_name(board.kernel.lsm));
-    let generated = generated_fragment(board.kernel.lsm, &name, board.ipe.enforce);
+    let lsm = lsm_name(board.kernel.lsm);
     let lsm_sources = match board.kernel.lsm {
         Lsm::Ipe => Vec::new(),
         Lsm::IpeRust => read_lsm_sources(Path::new(LSM_DIR))?,
     };
 
-    let mut key = KeyHasher::new("applbuild kernel v1");
-    key.add_str(&toolchain_key()).add_str(&source_version).add_str(lsm_name(board.kernel.lsm));
+    // The key covers what goes into the kernel and nothing about the board
+    // itself, so boards with the same source, fragments, certificate and
+    // LSM share one cache entry. The generated fragment is hashed with a
+    // placeholder for its input folder, which is named after the key.
+    let mut key = KeyHasher::new("applbuild kernel v2");
+    key.add_str(&toolchain_key()).add_str(&source_version).add_str(lsm);
     for (file_name, content) in &fragments {
         key.add_str(file_name).add(content);
     }
     let boot_policy = boot_policy()?;
-    key.add_str(&generated).add(cert_pem).add_str(&boot_policy).add_str(BUILD_SCRIPT);
+    key.add_str(&generated_fragment(board.kernel.lsm, "INPUTS", board.ipe.enforce));
+    key.add(cert_pem).add_str(&boot_policy).add_str(BUILD_SCRIPT);
     if !lsm_sources.is_empty() {
         key.add_str(LAY_IN_SCRIPT);
         for (path, content) in &lsm_sources {
@@ -170,14 +188,20 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
         }
     }
     let key = key.short_hex();
-    let entry = cache.dir("kernel").join(format!("{name}-{key}"));
+    let name = format!("{lsm}-{key}");
+    let generated = generated_fragment(board.kernel.lsm, &name, board.ipe.enforce);
+    let entry = cache.dir("kernel").join(&name);
     let output = KernelOutput {
+        entry: entry.clone(),
         bzimage: entry.join("bzImage"),
         stub: entry.join("linuxx64.efi.stub"),
         config: entry.join("config"),
         key: key.clone(),
         cached: true,
     };
+    if plan_only {
+        return Ok(KernelOutput { cached: entry.join(COMPLETE_MARKER).is_file(), ..output });
+    }
     if !no_cache && entry.join(COMPLETE_MARKER).is_file() {
         tracing::info!(key = %key, "kernel: using the cached build {}", entry.display());
         return Ok(output);
@@ -189,7 +213,10 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     // One build at a time per build folder: two applbuild processes (two
     // CI jobs, or a build and a test) share the build root. The lock is
     // released when `_lock` is dropped at the end of this function.
-    let _lock = lock_build(&root, &name)?;
+    // The make output folder is per board and LSM, not per key, so a
+    // changed fragment or LSM source rebuilds incrementally.
+    let out_name = format!("{}-{lsm}", board.name);
+    let _lock = lock_build(&root, &out_name)?;
     if !no_cache && entry.join(COMPLETE_MARKER).is_file() {
         tracing::info!(key = %key, "kernel: another process built it meanwhile; using {}", entry.display());
         return Ok(output);
@@ -197,7 +224,7 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     let started = Instant::now();
     let in_dir = root.join("build/in").join(&name);
     prepare_inputs(&in_dir, &fragments, &generated, cert_pem, &boot_policy)?;
-    let log = cache.dir("kernel").join(format!("{name}-{key}.log"));
+    let log = cache.dir("kernel").join(format!("{name}.log"));
     let source_dir = match board.kernel.lsm {
         Lsm::Ipe => SOURCE_DIR,
         Lsm::IpeRust => {
@@ -207,9 +234,9 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
             SOURCE_DIR_IPE_RUST
         }
     };
-    run_build(&root, &name, source_dir, board.kernel.lsm, &log)?;
+    run_build(&root, &name, &out_name, source_dir, board.kernel.lsm, &log)?;
 
-    let out_dir = root.join("build/out").join(&name);
+    let out_dir = root.join("build/out").join(&out_name);
     check_config(&out_dir.join(".config"), &fragments, &generated)?;
     store(&root, &out_dir, &entry)?;
     let size = fs::metadata(&output.bzimage).map(|m| m.len()).unwrap_or(0);
@@ -394,13 +421,13 @@ fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &st
 
 /// Runs the build script through chroot with /proc mounted, showing the
 /// number of compiled objects and writing the full output to `log`.
-fn run_build(root: &Path, name: &str, source_dir: &str, lsm: Lsm, log: &Path) -> Result<(), KernelError> {
+fn run_build(root: &Path, name: &str, out_name: &str, source_dir: &str, lsm: Lsm, log: &Path) -> Result<(), KernelError> {
     if let Some(parent) = log.parent() {
         fs::create_dir_all(parent).map_err(io("create", parent))?;
     }
     let proc_dir = root.join("proc");
     let mounted = mount_proc(&proc_dir)?;
-    let result = run_build_mounted(root, name, source_dir, lsm, log);
+    let result = run_build_mounted(root, name, out_name, source_dir, lsm, log);
     if mounted {
         let _ = tool::run(tool::command(tool::UMOUNT).arg(&proc_dir));
     }
@@ -417,12 +444,12 @@ fn mount_proc(proc_dir: &Path) -> Result<bool, KernelError> {
     Ok(true)
 }
 
-fn run_build_mounted(root: &Path, name: &str, source_dir: &str, lsm: Lsm, log: &Path) -> Result<(), KernelError> {
+fn run_build_mounted(root: &Path, name: &str, out_name: &str, source_dir: &str, lsm: Lsm, log: &Path) -> Result<(), KernelError> {
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut log_file = fs::File::create(log).map_err(io("create", log))?;
     let bar = progress::spinner("kernel");
     bar.set_message("configuring");
-    tracing::info!("kernel: building {name} with {jobs} jobs (about 5 minutes on 2 cores); log: {}", log.display());
+    tracing::info!("kernel: building {name} in /build/out/{out_name} with {jobs} jobs (about 5 minutes on 2 cores); log: {}", log.display());
 
     let mut cmd = tool::command(tool::CHROOT);
     cmd.arg(root)
@@ -434,7 +461,7 @@ fn run_build_mounted(root: &Path, name: &str, source_dir: &str, lsm: Lsm, log: &
         .arg(format!("SRC_DIR={source_dir}"))
         .arg(format!("LSM_DIR={LSM_IN_ROOT}"))
         .arg(format!("IN_DIR=/build/in/{name}"))
-        .arg(format!("OUT_DIR=/build/out/{name}"))
+        .arg(format!("OUT_DIR=/build/out/{out_name}"))
         .arg(format!("JOBS={jobs}"))
         // Fixed build metadata so the same inputs give the same kernel.
         .arg("KBUILD_BUILD_TIMESTAMP=1970-01-01 00:00:00 UTC")

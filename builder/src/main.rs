@@ -97,6 +97,9 @@ enum Command {
         /// Rebuild even when the cache has a kernel for these inputs.
         #[arg(long)]
         no_cache: bool,
+        /// Print the kernel cache key and entry, and whether it is cached, without building. Boards with the same kernel source, fragments, certificate, LSM and enforce setting print the same key and share one build.
+        #[arg(long, conflicts_with = "no_cache")]
+        print_key: bool,
     },
     /// Create and inspect signing keys.
     Keys {
@@ -286,10 +289,16 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Run { target, out, test, timeout, accel, memory, disks } => run_command(cli, target, out, *test, *timeout, *accel, *memory, disks),
-        Command::Kernel { board, keys, no_cache } => {
+        Command::Kernel { board, keys, no_cache, print_key } => {
             let board = board::load(board)?;
             let dir = keys.clone().unwrap_or_else(|| board.keys.dir.clone());
             let key_pair = keys::load(&dir)?;
+            if *print_key {
+                let output = applbuild::kernel::plan(&board, key_pair.cert_pem().as_bytes(), &Cache::locate())?;
+                let state = if output.cached { "cached" } else { "not built" };
+                print_stdout(&format!("{} {} {state}", output.key, output.entry.display()));
+                return Ok(());
+            }
             let output = applbuild::kernel::build(&board, key_pair.cert_pem().as_bytes(), &Cache::locate(), *no_cache)?;
             print_stdout(&format!("{}", output.bzimage.display()));
             Ok(())
