@@ -211,7 +211,32 @@ const QEMU: &[Setting] = &[
         default: DefaultValue::Toml("600"),
         help: "Seconds that `applbuild run --test` waits for the guest's ready line before it fails. At least 1.",
     },
+    Setting {
+        key: "disk_bus",
+        kind: SettingKind::Choice(DISK_BUSES),
+        default: DefaultValue::Toml("\"virtio\""),
+        help: "How the disk image is attached: `\"virtio\"` (virtio-blk), `\"nvme\"` (an NVMe controller) or \
+               `\"ahci\"` (a SATA disk on the q35 AHCI controller). The kernel needs the matching driver.",
+    },
+    Setting {
+        key: "nic_model",
+        kind: SettingKind::Choice(NIC_MODELS),
+        default: DefaultValue::Toml("\"virtio-net-pci\""),
+        help: "QEMU model of the network cards: `\"virtio-net-pci\"` or `\"e1000e\"` (Intel 82574L, driver e1000e).",
+    },
+    Setting {
+        key: "nics",
+        kind: SettingKind::Integer,
+        default: DefaultValue::Toml("1"),
+        help: "Number of network cards, from 1 to 8, each on its own QEMU user-mode network. \
+               Card N gets the MAC address 52:54:00:12:34:5N (N from 0). `applbuild run --nic-udp` replaces them.",
+    },
 ];
+
+/// Values of `[qemu] disk_bus`.
+pub const DISK_BUSES: &[&str] = &["virtio", "nvme", "ahci"];
+/// Values of `[qemu] nic_model`.
+pub const NIC_MODELS: &[&str] = &["virtio-net-pci", "e1000e"];
 
 /// The settings table of the board file: the top level first, then one
 /// section per table.
@@ -406,6 +431,12 @@ pub struct QemuSettings {
     pub cpus: u32,
     /// Seconds `run --test` waits for the ready line, at least 1.
     pub timeout_secs: u64,
+    /// One of [`DISK_BUSES`].
+    pub disk_bus: &'static str,
+    /// One of [`NIC_MODELS`].
+    pub nic_model: &'static str,
+    /// Number of network cards, 1 to 8.
+    pub nics: u32,
 }
 
 /// Loads and validates a board file.
@@ -660,9 +691,17 @@ fn read_qemu(doc: &Document, table: &Table<'_>) -> Result<QemuSettings, ConfigEr
 
     let cpus = u32::try_from(cpus)
         .map_err(|_| doc.internal(format!("cpus {cpus} passed a range check for u32")))?;
+    let disk_bus = table.get("disk_bus")?.choice()?.value;
+    let nic_model = table.get("nic_model")?.choice()?.value;
+    let nics = table.get("nics")?.integer(1..=8)?.value;
+    let nics = u32::try_from(nics)
+        .map_err(|_| doc.internal(format!("nics {nics} passed a range check for u32")))?;
     Ok(QemuSettings {
         memory,
         cpus,
         timeout_secs,
+        disk_bus,
+        nic_model,
+        nics,
     })
 }

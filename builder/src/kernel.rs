@@ -496,7 +496,7 @@ fn run_build_mounted(root: &Path, name: &str, out_name: &str, source_dir: &str, 
             let trimmed = line.trim_start();
             if trimmed.starts_with("CC") || trimmed.starts_with("RUSTC") || trimmed.starts_with("AS") || trimmed.starts_with("LD") {
                 compiled += 1;
-                if compiled % 20 == 0 {
+                if compiled.is_multiple_of(20) {
                     bar.set_message(format!("{compiled} objects built: {trimmed}"));
                 }
             } else if trimmed.starts_with("applbuild:") {

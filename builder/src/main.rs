@@ -87,6 +87,9 @@ enum Command {
         /// Attach another raw disk image (read-only snapshot); may be repeated.
         #[arg(long = "disk", value_name = "IMAGE")]
         disks: Vec<PathBuf>,
+        /// Connect a network card to UDP sockets on 127.0.0.1 instead of QEMU's user-mode network: QEMU receives on LOCAL and sends to REMOTE, one Ethernet frame per datagram. Repeat for more cards; they replace the board's [qemu] nics, in order (card N gets MAC 52:54:00:12:34:5N).
+        #[arg(long = "nic-udp", value_name = "LOCAL:REMOTE", value_parser = parse_port_pair)]
+        nic_udp: Vec<(u16, u16)>,
     },
     /// Build (or take from the cache) only the board's kernel.
     Kernel {
@@ -288,7 +291,9 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Run { target, out, test, timeout, accel, memory, disks } => run_command(cli, target, out, *test, *timeout, *accel, *memory, disks),
+        Command::Run { target, out, test, timeout, accel, memory, disks, nic_udp } => {
+            run_command(cli, target, out, *test, *timeout, *accel, *memory, disks, nic_udp)
+        }
         Command::Kernel { board, keys, no_cache, print_key } => {
             let board = board::load(board)?;
             let dir = keys.clone().unwrap_or_else(|| board.keys.dir.clone());
@@ -415,24 +420,42 @@ fn checks_outcome(subject: String, failed: usize, total: usize) -> Result<(), Er
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_command(cli: &Cli, target: &Path, out: &Path, test: bool, timeout: Option<u64>, accel: Accel, memory: Option<u64>, disks: &[PathBuf]) -> Result<(), Error> {
+fn run_command(
+    cli: &Cli,
+    target: &Path,
+    out: &Path,
+    test: bool,
+    timeout: Option<u64>,
+    accel: Accel,
+    memory: Option<u64>,
+    disks: &[PathBuf],
+    nic_udp: &[(u16, u16)],
+) -> Result<(), Error> {
     let is_board = target.extension().map(|e| e == "toml").unwrap_or(false);
-    let (disk, board_memory, board_cpus, board_timeout) = if is_board {
+    let mut options = if is_board {
         let board = board::load(target)?;
         let disk = out.join(&board.name).join(board.release.to_string()).join("disk.raw");
-        (disk, board.qemu.memory.0 >> 20, board.qemu.cpus, board.qemu.timeout_secs)
+        let mut options = RunOptions::new(disk);
+        options.memory_mib = board.qemu.memory.0 >> 20;
+        options.cpus = board.qemu.cpus;
+        options.timeout = Duration::from_secs(board.qemu.timeout_secs);
+        options.disk_bus = board.qemu.disk_bus;
+        options.nic_model = board.qemu.nic_model;
+        options.nics = board.qemu.nics;
+        options
     } else {
-        (target.to_path_buf(), 512, 2, 600)
+        RunOptions::new(target.to_path_buf())
     };
-    let options = RunOptions {
-        disk,
-        memory_mib: memory.unwrap_or(board_memory),
-        cpus: board_cpus,
-        accel,
-        test,
-        timeout: Duration::from_secs(timeout.unwrap_or(board_timeout)),
-        extra_disks: disks.to_vec(),
-    };
+    if let Some(memory) = memory {
+        options.memory_mib = memory;
+    }
+    if let Some(timeout) = timeout {
+        options.timeout = Duration::from_secs(timeout);
+    }
+    options.accel = accel;
+    options.test = test;
+    options.extra_disks = disks.to_vec();
+    options.nic_udp = nic_udp.to_vec();
     if let Some(outcome) = run::run(&options)? {
         if cli.json {
             print_json(&serde_json::json!({ "ready_line": outcome.ready_line, "accel": outcome.accel, "seconds": outcome.seconds }))?;
@@ -441,4 +464,14 @@ fn run_command(cli: &Cli, target: &Path, out: &Path, test: bool, timeout: Option
         }
     }
     Ok(())
+}
+
+/// Parses `LOCAL:REMOTE`, two UDP ports from 1 to 65535.
+fn parse_port_pair(text: &str) -> Result<(u16, u16), String> {
+    let port = |part: &str| match part.parse::<u16>() {
+        Ok(port) if port > 0 && !part.starts_with('+') => Ok(port),
+        _ => Err(format!("`{part}` is not a port from 1 to 65535")),
+    };
+    let (local, remote) = text.split_once(':').ok_or_else(|| format!("`{text}` is not LOCAL:REMOTE, for example 10000:10001"))?;
+    Ok((port(local)?, port(remote)?))
 }

@@ -88,6 +88,67 @@ const TOP: &[Setting] = &[
         default: DefaultValue::Absent("all defaults"),
         help: "Inbound traffic that the nftables firewall accepts.",
     },
+    Setting {
+        key: "interfaces",
+        kind: SettingKind::TableArray,
+        default: DefaultValue::Absent("DHCP on the first network card"),
+        help: "Network cards with static addresses. Without any, the appliance asks DHCP for an address \
+               on its first card.",
+    },
+    Setting {
+        key: "forward",
+        kind: SettingKind::TableArray,
+        default: DefaultValue::Absent("no routing"),
+        help: "Traffic the appliance routes from one interface to another. With at least one entry, \
+               IPv4 and IPv6 forwarding are switched on at boot; the firewall drops every other forwarded packet.",
+    },
+];
+
+const INTERFACES: &[Setting] = &[
+    Setting {
+        key: "name",
+        kind: SettingKind::String,
+        default: DefaultValue::Required,
+        help: "Kernel name of the card, such as `eth0`: 1 to 15 ASCII letters, digits, '.', '_' or '-'. \
+               The kernel numbers cards in PCI order, so `eth0` is the first card found.",
+    },
+    Setting {
+        key: "address",
+        kind: SettingKind::String,
+        default: DefaultValue::Required,
+        help: "Address and prefix length, such as `\"192.168.1.1/24\"` or `\"fd00::1/64\"`.",
+    },
+];
+
+/// Protocols of a `[[forward]]` rule, in the order of the choice.
+const PROTOCOLS: &[&str] = &["tcp", "udp", "icmp"];
+
+const FORWARD: &[Setting] = &[
+    Setting {
+        key: "from",
+        kind: SettingKind::String,
+        default: DefaultValue::Required,
+        help: "Interface the packets arrive on. It must be listed in `[[interfaces]]`.",
+    },
+    Setting {
+        key: "to",
+        kind: SettingKind::String,
+        default: DefaultValue::Required,
+        help: "Interface the packets leave on. It must be listed in `[[interfaces]]` and differ from `from`.",
+    },
+    Setting {
+        key: "protocol",
+        kind: SettingKind::Choice(PROTOCOLS),
+        default: DefaultValue::Required,
+        help: "`\"tcp\"` or `\"udp\"` with `ports`, or `\"icmp\"` (ICMP and ICMPv6, without `ports`). \
+               Replies to accepted packets pass back by connection tracking.",
+    },
+    Setting {
+        key: "ports",
+        kind: SettingKind::PortList,
+        default: DefaultValue::Absent("required with tcp and udp"),
+        help: "Destination ports, each from 1 to 65535 and listed once.",
+    },
 ];
 
 /// Source kinds, in the order of the `kind` choice.
@@ -209,6 +270,18 @@ pub const SECTIONS: &[Section] = &[
             "The firewall drops inbound traffic except replies, loopback and what these keys allow.",
         settings: FIREWALL,
     },
+    Section {
+        name: "interfaces",
+        array: true,
+        help: "One `[[interfaces]]` table per network card with a static address. Each name may appear once.",
+        settings: INTERFACES,
+    },
+    Section {
+        name: "forward",
+        array: true,
+        help: "One `[[forward]]` table per kind of traffic routed between two interfaces.",
+        settings: FORWARD,
+    },
 ];
 
 /// A loaded and validated manifest.
@@ -231,6 +304,30 @@ pub struct Manifest {
     pub firewall: Firewall,
     /// Host name, a valid RFC 1123 name.
     pub hostname: String,
+    /// Cards with static addresses, in file order; empty for DHCP.
+    pub interfaces: Vec<Interface>,
+    /// Routed traffic, in file order.
+    pub forward: Vec<ForwardRule>,
+}
+
+/// A network card with a static address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Kernel interface name.
+    pub name: String,
+    /// Address with prefix length, as written (already validated).
+    pub address: String,
+}
+
+/// Traffic routed from one interface to another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardRule {
+    pub from: String,
+    pub to: String,
+    /// `tcp`, `udp` or `icmp`.
+    pub protocol: &'static str,
+    /// Destination ports; empty for ICMP.
+    pub ports: Vec<u16>,
 }
 
 /// Origin of the base root filesystem.
@@ -315,6 +412,8 @@ pub fn load(path: &Path) -> Result<Manifest, ConfigError> {
     let remove = read_remove(&doc, &top.get("remove")?)?;
     let files = read_files(&doc, &top.tables("files")?)?;
     let firewall = read_firewall(&doc, &top.table("firewall")?)?;
+    let interfaces = read_interfaces(&doc, &top.tables("interfaces")?)?;
+    let forward = read_forward(&doc, &top.tables("forward")?, &interfaces)?;
 
     Ok(Manifest {
         path: path.to_path_buf(),
@@ -325,6 +424,8 @@ pub fn load(path: &Path) -> Result<Manifest, ConfigError> {
         remove,
         firewall,
         hostname,
+        interfaces,
+        forward,
     })
 }
 
@@ -648,6 +749,119 @@ fn read_firewall(doc: &Document, table: &Table<'_>) -> Result<Firewall, ConfigEr
         allow_udp,
         allow_icmp,
     })
+}
+
+fn read_interfaces(doc: &Document, tables: &[Table<'_>]) -> Result<Vec<Interface>, ConfigError> {
+    let mut names: Vec<Located<String>> = Vec::new();
+    let mut interfaces = Vec::new();
+    for table in tables {
+        let name_item = table.get("name")?;
+        let name = name_item.string()?;
+        if !is_valid_interface_name(&name.value) {
+            return Err(name_item.error(ErrorKind::InvalidValue {
+                key: name.key,
+                value: name.value.escape_debug().to_string(),
+                expected: "1 to 15 ASCII letters, digits, '.', '_' or '-', not `.` or `..`".to_owned(),
+            }));
+        }
+        let address_item = table.get("address")?;
+        let address = address_item.string()?;
+        if !is_valid_cidr(&address.value) {
+            return Err(address_item.error(ErrorKind::InvalidValue {
+                key: address.key,
+                value: address.value.escape_debug().to_string(),
+                expected: "an IPv4 or IPv6 address with a prefix length, such as \"192.168.1.1/24\" or \"fd00::1/64\""
+                    .to_owned(),
+            }));
+        }
+        interfaces.push(Interface { name: name.value.clone(), address: address.value });
+        names.push(name);
+    }
+    if let Some((first, again)) = config::first_duplicate(&names) {
+        return Err(doc.duplicate("interface name", first, again, String::clone));
+    }
+    Ok(interfaces)
+}
+
+fn read_forward(doc: &Document, tables: &[Table<'_>], interfaces: &[Interface]) -> Result<Vec<ForwardRule>, ConfigError> {
+    let declared: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
+    let mut rules = Vec::new();
+    for table in tables {
+        let mut ends = Vec::new();
+        for key in ["from", "to"] {
+            let item = table.get(key)?;
+            let name = item.string()?;
+            if !declared.contains(&name.value.as_str()) {
+                let expected = if declared.is_empty() {
+                    "the name of an interface listed in [[interfaces]] (the manifest lists none)".to_owned()
+                } else {
+                    format!("one of the interfaces in [[interfaces]]: {}", declared.join(", "))
+                };
+                return Err(item.error(ErrorKind::InvalidValue { key: name.key, value: name.value, expected }));
+            }
+            ends.push((item, name.value));
+        }
+        let (to_item, to) = ends.pop().ok_or_else(|| doc.internal("a forward rule lost its ends".to_owned()))?;
+        let (_, from) = ends.pop().ok_or_else(|| doc.internal("a forward rule lost its ends".to_owned()))?;
+        if from == to {
+            return Err(to_item.error(ErrorKind::InvalidValue {
+                key: to_item.key().to_owned(),
+                value: to,
+                expected: "an interface other than `from`".to_owned(),
+            }));
+        }
+        let protocol = table.get("protocol")?.choice()?.value;
+        let ports_item = table.get_optional("ports")?;
+        let ports = match (protocol, ports_item) {
+            ("icmp", Some(item)) => {
+                return Err(item.error(ErrorKind::KeyNotApplicable {
+                    key: item.key().to_owned(),
+                    condition: "`protocol = \"icmp\"`".to_owned(),
+                    used_by: "`protocol = \"tcp\"` or `\"udp\"`".to_owned(),
+                }))
+            }
+            ("icmp", None) => Vec::new(),
+            (_, Some(item)) => {
+                let ports = item.ports()?;
+                if ports.is_empty() {
+                    return Err(item.error(ErrorKind::InvalidValue {
+                        key: item.key().to_owned(),
+                        value: "[]".to_owned(),
+                        expected: "at least one port from 1 to 65535".to_owned(),
+                    }));
+                }
+                if let Some((first, again)) = config::first_duplicate(&ports) {
+                    return Err(doc.duplicate("port", first, again, u16::to_string));
+                }
+                ports.into_iter().map(|port| port.value).collect()
+            }
+            (_, None) => return Err(table.missing_key("ports")),
+        };
+        rules.push(ForwardRule { from, to, protocol, ports });
+    }
+    Ok(rules)
+}
+
+/// Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no '/', ':',
+/// or white space; this is stricter and keeps to a portable set.
+fn is_valid_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn is_valid_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else { return false };
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) || (prefix.len() > 1 && prefix.starts_with('0')) {
+        return false;
+    }
+    let Ok(prefix) = prefix.parse::<u8>() else { return false };
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => (1..=32).contains(&prefix),
+        Ok(std::net::IpAddr::V6(_)) => (1..=128).contains(&prefix),
+        Err(_) => false,
+    }
 }
 
 fn read_ports(

@@ -74,6 +74,78 @@ pub struct RunOptions {
     /// Extra kernel command line is not possible with a UKI (the command
     /// line is signed into it), so runs only choose devices.
     pub extra_disks: Vec<PathBuf>,
+    /// How the disk is attached: `virtio`, `nvme` or `ahci`.
+    pub disk_bus: &'static str,
+    /// QEMU network card model.
+    pub nic_model: &'static str,
+    /// Number of cards on user-mode networks, when `nic_udp` is empty.
+    pub nics: u32,
+    /// Cards connected to UDP sockets on 127.0.0.1 instead, as (local port,
+    /// remote port): each datagram carries one Ethernet frame.
+    pub nic_udp: Vec<(u16, u16)>,
+}
+
+impl RunOptions {
+    /// Options for `disk` with the defaults of a board's `[qemu]` table.
+    pub fn new(disk: PathBuf) -> RunOptions {
+        RunOptions {
+            disk,
+            memory_mib: 512,
+            cpus: 2,
+            accel: Accel::Auto,
+            test: false,
+            timeout: Duration::from_secs(600),
+            extra_disks: Vec::new(),
+            disk_bus: "virtio",
+            nic_model: "virtio-net-pci",
+            nics: 1,
+            nic_udp: Vec::new(),
+        }
+    }
+}
+
+/// Adds the boot disk and the extra disks on `bus`. `snapshot=on` keeps the
+/// images unchanged by the guest.
+fn add_disks(cmd: &mut Command, options: &RunOptions) {
+    let disks = std::iter::once(&options.disk).chain(&options.extra_disks);
+    if options.disk_bus == "ahci" {
+        // q35 has an AHCI controller built in; if=ide puts the disks on it.
+        for disk in disks {
+            cmd.arg("-drive").arg(format!("if=ide,format=raw,snapshot=on,file={}", disk.display()));
+        }
+        return;
+    }
+    for (index, disk) in disks.enumerate() {
+        match options.disk_bus {
+            "nvme" => {
+                cmd.arg("-drive").arg(format!("if=none,id=disk{index},format=raw,snapshot=on,file={}", disk.display()));
+                cmd.arg("-device").arg(format!("nvme,drive=disk{index},serial=applbuild{index}"));
+            }
+            _ => {
+                cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", disk.display()));
+            }
+        }
+    }
+}
+
+/// Adds the network cards: card N gets MAC 52:54:00:12:34:5N.
+fn add_nics(cmd: &mut Command, options: &RunOptions) {
+    let mut add = |index: usize, netdev: String| {
+        cmd.arg("-netdev").arg(format!("{netdev},id=net{index}"));
+        cmd.arg("-device").arg(format!("{},netdev=net{index},mac=52:54:00:12:34:5{index}", options.nic_model));
+    };
+    if options.nic_udp.is_empty() {
+        for index in 0..options.nics as usize {
+            add(index, "user".to_owned());
+        }
+    } else {
+        for (index, (local, remote)) in options.nic_udp.iter().enumerate() {
+            add(
+                index,
+                format!("dgram,local.type=inet,local.host=127.0.0.1,local.port={local},remote.type=inet,remote.host=127.0.0.1,remote.port={remote}"),
+            );
+        }
+    }
 }
 
 /// Outcome of a `--test` run.
@@ -125,12 +197,9 @@ fn qemu_command(options: &RunOptions, vars: &Path, kvm: bool) -> Command {
     }
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
-    // snapshot=on keeps the built image unchanged by the guest.
-    cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", options.disk.display()));
-    for extra in &options.extra_disks {
-        cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", extra.display()));
-    }
-    cmd.args(["-nic", "user,model=virtio-net-pci", "-device", "virtio-rng-pci", "-no-reboot"]);
+    add_disks(&mut cmd, options);
+    add_nics(&mut cmd, options);
+    cmd.args(["-device", "virtio-rng-pci", "-no-reboot"]);
     if options.test {
         cmd.args(["-display", "none", "-monitor", "none", "-serial", "stdio"]);
     } else {

@@ -248,6 +248,18 @@ fn fixture_manifest_takes_defaults() {
     assert_eq!(manifest.firewall.allow_tcp, [22]);
     assert!(manifest.firewall.allow_udp.is_empty());
     assert!(manifest.firewall.allow_icmp);
+    assert!(manifest.interfaces.is_empty(), "no [[interfaces]] means DHCP");
+    assert!(manifest.forward.is_empty());
+}
+
+#[test]
+fn router_manifest_loads_interfaces_and_forward_rules() {
+    let manifest = manifest::load(&repo_root().join("manifests/router-test.toml")).unwrap_or_else(|error| panic!("{error}"));
+    let interfaces: Vec<(&str, &str)> = manifest.interfaces.iter().map(|i| (i.name.as_str(), i.address.as_str())).collect();
+    assert_eq!(interfaces, [("eth0", "192.168.10.1/24"), ("eth1", "192.168.20.1/24")]);
+    assert_eq!(manifest.forward.len(), 1);
+    let rule = &manifest.forward[0];
+    assert_eq!((rule.from.as_str(), rule.to.as_str(), rule.protocol, rule.ports.as_slice()), ("eth0", "eth1", "udp", &[5000u16][..]));
 }
 
 /// Writes `text` as `manifest.toml` in a fresh temporary folder and loads it.
@@ -459,6 +471,41 @@ const CASES: &[Case] = &[
         file: "board-zero-cpus.toml",
         position: Some("13:8"),
         phrases: &["invalid value `0` for `qemu.cpus`: expected an integer from 1 to 4294967295"],
+    },
+    Case {
+        file: "manifest-bad-address.toml",
+        position: Some("9:11"),
+        phrases: &["invalid value `192.168.1.300/24` for `interfaces.address`", "such as \"192.168.1.1/24\""],
+    },
+    Case {
+        file: "manifest-bad-interface-name.toml",
+        position: Some("8:8"),
+        phrases: &["invalid value `eth0/1` for `interfaces.name`: expected 1 to 15 ASCII letters"],
+    },
+    Case {
+        file: "manifest-duplicate-interface.toml",
+        position: Some("12:8"),
+        phrases: &["duplicate interface name `eth0` in `interfaces.name`, first listed at line 8, column 8"],
+    },
+    Case {
+        file: "manifest-forward-unknown-interface.toml",
+        position: Some("13:6"),
+        phrases: &["invalid value `wan0` for `forward.to`: expected one of the interfaces in [[interfaces]]: eth0"],
+    },
+    Case {
+        file: "manifest-forward-without-ports.toml",
+        position: Some("15:1"),
+        phrases: &["missing required key `forward.ports`"],
+    },
+    Case {
+        file: "manifest-forward-icmp-ports.toml",
+        position: Some("19:9"),
+        phrases: &["`forward.ports` does not apply to `protocol = \"icmp\"`", "hint: remove it"],
+    },
+    Case {
+        file: "manifest-forward-same-interface.toml",
+        position: Some("13:6"),
+        phrases: &["invalid value `eth0` for `forward.to`: expected an interface other than `from`"],
     },
     Case {
         file: "manifest-invalid-package.toml",
