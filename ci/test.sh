@@ -56,5 +56,8 @@ TMPDIR="$work" cargo test --release --locked -p applbuild --test tamper -- --ign
 echo "== the same tamper matrix on the upstream C IPE kernel"
 TMPDIR="$work" APPLBUILD_TAMPER_LSM=ipe cargo test --release --locked -p applbuild --test tamper -- --ignored
 
+echo "== the x86 box board: NVMe disk, two e1000e cards, routing through nftables (builder/tests/x86_box.rs)"
+cargo test --release --locked -p applbuild --test x86_box -- --ignored
+
 echo "== reproducibility: a second clean build"
 ci/reproducible.sh "$work/a" "$work/b"
