@@ -4,9 +4,10 @@
 //! nftables ruleset decides what it routes between them.
 //!
 //! Each card is wired to a pair of UDP sockets on 127.0.0.1 (`applbuild run
-//! --nic-udp`). This test sits on the other end of both: it answers ARP for
-//! one host on each network, sends hand-made Ethernet frames into the inside
-//! card and records the frames that leave through the outside card.
+//! --nic-udp`). The test is the other end of both links. It replies to ARP
+//! requests for one host on each network, sends hand-made Ethernet frames
+//! into the inside card and records the frames that leave through the
+//! outside card.
 //! manifests/router-test.toml allows UDP port 5000 from eth0 to eth1 only.
 
 mod common;
@@ -53,7 +54,8 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// An Ethernet frame with an IPv4 UDP datagram (UDP checksum 0: none).
+/// Builds an Ethernet frame carrying an IPv4 UDP datagram, without a UDP
+/// checksum (0 means none in IPv4).
 fn udp_frame(src: Host, dst_mac: Mac, dst_ip: Ipv4Addr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::new();
     frame.extend_from_slice(&dst_mac);
@@ -75,7 +77,8 @@ fn udp_frame(src: Host, dst_mac: Mac, dst_ip: Ipv4Addr, dst_port: u16, payload: 
     frame
 }
 
-/// The ARP reply of `host` to a request in `request`, if it asks for `host`.
+/// Builds the ARP reply of `host` when `request` is an ARP request for
+/// the address of `host`.
 fn arp_reply(host: Host, request: &[u8]) -> Option<Vec<u8>> {
     let arp = request.get(14..42)?;
     let is_request = request.get(12..14)? == [0x08, 0x06] && arp.get(6..8)? == [0, 1];
@@ -123,7 +126,7 @@ struct Network {
 }
 
 impl Network {
-    /// Binds the test's end and starts answering ARP as `host`. QEMU's end
+    /// Binds the test's end and starts replying to ARP requests for `host`. QEMU's end
     /// is `qemu_port`, where frames are sent.
     fn start(host: Host, qemu_port: u16) -> Network {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the test's UDP socket");
@@ -157,7 +160,7 @@ impl Network {
     }
 }
 
-/// A free UDP port on 127.0.0.1 for QEMU's end of a link.
+/// Returns a free UDP port on 127.0.0.1 for QEMU's end of a link.
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("pick a free port").port()
 }
@@ -268,11 +271,13 @@ fn x86_box_boots_from_nvme_and_routes_only_allowed_traffic() {
     );
     let console = guest.console();
     assert!(console.contains("nvme0n1"), "the kernel did not find the NVMe disk:\n{console}");
-    assert!(console.contains("e1000e") && console.contains("eth1"), "the kernel did not find two e1000e cards:\n{console}");
+    assert!(console.contains("e1000e"), "the kernel did not load the e1000e driver:\n{console}");
+    assert!(console.contains("eth1"), "the kernel did not find a second card:\n{console}");
     assert!(console.contains("dm-verity") || console.contains("verity"), "no dm-verity root in the log:\n{console}");
 
-    // Allowed: UDP 5000 from inside to outside. The router asks ARP for the
-    // outside host first, so the first frames may be dropped; resend.
+    // Allowed: UDP 5000 from inside to outside. The router sends an ARP
+    // request for the outside host first and may drop the first frames, so
+    // the test resends.
     let allowed = udp_frame(INSIDE_HOST, ROUTER_ETH0, OUTSIDE_HOST.ip, ALLOWED_PORT, b"allowed-1");
     let through = send_until(&inside, &allowed, Duration::from_secs(60), || outside.seen_payload(b"allowed-1").is_some());
     assert!(through, "UDP port {ALLOWED_PORT} was not routed from eth0 to eth1; console:\n{}", guest.console());
