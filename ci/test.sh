@@ -20,6 +20,9 @@ trap 'rm -rf "$work"' EXIT
 # refuses a private key readable by group or others.
 chmod 600 keys/test/key.pem
 
+echo "== CI templates and pipeline scripts: actionlint, check-jsonschema, shellcheck"
+ci/lint-ci.sh
+
 echo "== cargo test"
 cargo build --release --locked
 cargo test --workspace --release --locked

@@ -8,6 +8,7 @@
 # Outputs: the ready line on stdout; the last console lines on failure.
 # Exit codes: 0 ready, 1 no ready line (boot failure or timeout), 2 bad board.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die 2 "usage: boot-test.sh BOARD"

@@ -11,6 +11,7 @@
 #   the build summary (JSON, with kernel_cached) on stdout.
 # Exit codes: 0, 1 the build failed, 2 bad board, manifest or certificate.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die 2 "usage: build.sh BOARD"

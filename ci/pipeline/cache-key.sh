@@ -21,6 +21,7 @@
 # Outputs: the lines above on stdout; which kernel each board uses on stderr.
 # Exit codes: 0, 1 making the build root failed, 2 bad board or certificate.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 with_kernels=0

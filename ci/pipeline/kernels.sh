@@ -11,6 +11,7 @@
 #   on stdout: "BOARD_FILE ENTRY cached|built"; a summary on stderr.
 # Exit codes: 0, 1 a kernel build failed, 2 bad board or certificate.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 require_applbuild

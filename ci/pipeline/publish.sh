@@ -12,6 +12,7 @@
 # Exit codes: 0, 1 copying or the checksum check failed, 2 missing or
 #   unsigned build, or DEST/<name>/<release> exists already.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -ge 1 ] || die 2 "usage: publish.sh DEST [BOARD...]"

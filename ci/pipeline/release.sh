@@ -26,6 +26,7 @@
 # Exit codes: 0, 1 a command failed, 2 no key, no build, or a version that
 #   is not newer than the last released policy.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die 2 "usage: release.sh BOARD"

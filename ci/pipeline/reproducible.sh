@@ -11,6 +11,7 @@
 # Outputs: "identical: N files" or the files that differ, on stdout.
 # Exit codes: 0 identical, 1 a build failed or the outputs differ, 2 bad board.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die 2 "usage: reproducible.sh BOARD"

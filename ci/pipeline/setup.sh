@@ -9,6 +9,7 @@
 # Outputs: the binary in <applbuild source>/target/release/applbuild.
 # Exit codes: 0 ready, 1 an install or the build failed, 2 cargo missing.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 command -v cargo > /dev/null || die 2 "cargo not found: use a Rust image (rust:1-bookworm) or install Rust with rustup"

@@ -15,6 +15,7 @@
 #   disk image path on stdout.
 # Exit codes: 0, 1 signing failed, 2 no key given or bad key or certificate.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die 2 "usage: sign.sh BOARD"

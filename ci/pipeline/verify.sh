@@ -7,6 +7,7 @@
 # Inputs: APPLBUILD, APPLBUILD_OUT, APPLBUILD_KEYS (see lib.sh).
 # Exit codes: 0 every check passed, 1 a check failed, 2 bad board or certificate.
 set -eu
+# shellcheck source=ci/pipeline/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die 2 "usage: verify.sh BOARD"
