@@ -59,5 +59,8 @@ TMPDIR="$work" cargo test --release --locked -p applbuild --test tamper -- --ign
 echo "== the same tamper matrix on the upstream C IPE kernel"
 TMPDIR="$work" APPLBUILD_TAMPER_LSM=ipe cargo test --release --locked -p applbuild --test tamper -- --ignored
 
+echo "== CI pipeline scripts in job order, kernel sharing across boards (builder/tests/ci_pipeline.rs)"
+cargo test --release --locked -p applbuild --test ci_pipeline -- --ignored --test-threads=1
+
 echo "== reproducibility: a second clean build"
 ci/reproducible.sh "$work/a" "$work/b"

@@ -94,11 +94,13 @@ write_signing_key() {
 	signing_dir=$(mktemp -d "${TMPDIR:-/tmp}/applbuild-key.XXXXXX")
 	old_umask=$(umask)
 	umask 077
+	# Secrets often gain a trailing newline or CRLF line ends; the PEM
+	# parser rejects blank lines and carriage returns.
 	case $APPLBUILD_SIGNING_KEY in
-	-----BEGIN*) printf '%s\n' "$APPLBUILD_SIGNING_KEY" > "$signing_dir/key.pem" ;;
-	*) printf '%s\n' "$APPLBUILD_SIGNING_KEY" | base64 -d > "$signing_dir/key.pem" 2>/dev/null \
-		|| die 2 "APPLBUILD_SIGNING_KEY is neither a PEM private key nor Base64 of one" ;;
+	-----BEGIN*) printf '%s\n' "$APPLBUILD_SIGNING_KEY" | tr -d '\r' | sed '/^$/d' > "$signing_dir/key.pem" ;;
+	*) printf '%s\n' "$APPLBUILD_SIGNING_KEY" | base64 -d 2>/dev/null | tr -d '\r' | sed '/^$/d' > "$signing_dir/key.pem" ;;
 	esac
+	grep -q '^-----BEGIN' "$signing_dir/key.pem" || die 2 "APPLBUILD_SIGNING_KEY is neither a PEM private key nor Base64 of one"
 	umask "$old_umask"
 	unset APPLBUILD_SIGNING_KEY
 	cp "$keys/cert.pem" "$signing_dir/cert.pem"

@@ -5,7 +5,8 @@
 #
 # Usage: setup.sh
 # Inputs: Debian 12 or 13 as root with cargo on PATH (the rust:1-bookworm
-#   image has it); APPLBUILD_SKIP_PACKAGES=1 skips the package step.
+#   image has it); APPLBUILD_SKIP_PACKAGES=1 skips the package step;
+#   APPLBUILD set to a built binary skips the build.
 # Outputs: the binary in <applbuild source>/target/release/applbuild.
 # Exit codes: 0 ready, 1 an install or the build failed, 2 cargo missing.
 set -eu
@@ -16,5 +17,7 @@ command -v cargo > /dev/null || die 2 "cargo not found: use a Rust image (rust:1
 if [ "${APPLBUILD_SKIP_PACKAGES:-0}" != 1 ]; then
 	"$applbuild_src/.ci/run" --install-only
 fi
-cargo build --release --locked --manifest-path "$applbuild_src/Cargo.toml"
+if [ -z "${APPLBUILD:-}" ]; then
+	cargo build --release --locked --manifest-path "$applbuild_src/Cargo.toml"
+fi
 "$applbuild" --version
