@@ -259,7 +259,7 @@ fn pipeline_jobs_in_order() {
     assert!(changelog.contains("First released policy"), "{changelog}");
     check_signed_policy(&first, "1.0.0");
 
-    // Commit it, as docs/ci.md says, and release the next version. The
+    // Commit it, as docs/ci.md describes, and release the next version. The
     // committed policy stands for an older build: its root hash is replaced.
     let releases = user.path().join("releases/qemu-x86_64");
     fs::create_dir_all(&releases).unwrap();
@@ -320,9 +320,9 @@ fn reproducible_job_compares_two_builds() {
     assert!(report.starts_with("identical: "), "{report}");
 }
 
-/// Boards that differ only in name and manifest share one kernel; an extra
-/// fragment gives another kernel; the second board's build takes the
-/// first one's kernel from the cache.
+/// Checks that boards differing only in name and manifest share one kernel,
+/// which the second board's build takes from the cache. An extra fragment
+/// gives another kernel.
 #[test]
 #[ignore = "needs root and the kernel build root; builds one image (about 1 minute with the kernel cached)"]
 fn kernel_shared_across_board_matrix() {
@@ -356,4 +356,37 @@ fn kernel_shared_across_board_matrix() {
     let summary: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
     assert_eq!(summary["kernel_cached"], true);
     assert_eq!(summary["board"], "edge-a");
+}
+
+/// cache-trim.sh on a cache laid out like applbuild's: a build root with
+/// only its completion marker and dpkg status, kernel entries in use and
+/// not, and an old build root.
+#[test]
+fn cache_trim_keeps_entries_in_use() {
+    let user = UserRepo::new();
+    let cache = tempfile::tempdir().unwrap();
+    let keys = cache_key(&user, "qemu-x86_64", cache.path());
+    let toolchain = cache.path().join("toolchain").join(value(&keys, "toolchain").unwrap());
+    fs::create_dir_all(toolchain.join("var/lib/dpkg")).unwrap();
+    fs::write(toolchain.join(".applbuild-complete"), "").unwrap();
+    fs::write(toolchain.join("var/lib/dpkg/status"), "Package: linux-source-6.12\nVersion: 6.12.99-1\n").unwrap();
+    fs::create_dir_all(toolchain.join("build/out/qemu-x86_64-ipe-rust")).unwrap();
+    let old_toolchain = cache.path().join("toolchain/trixie-0000000000000000");
+    fs::create_dir_all(&old_toolchain).unwrap();
+    let entry = value(&cache_key(&user, "qemu-x86_64", cache.path()), "kernel").unwrap().to_string();
+    let kernel = cache.path().join("kernel");
+    for name in [entry.as_str(), "ipe-rust-0000000000000000"] {
+        fs::create_dir_all(kernel.join(name)).unwrap();
+        fs::write(kernel.join(format!("{name}.log")), "log").unwrap();
+    }
+
+    let report = success(user.script("cache-trim.sh").env("APPLBUILD_CACHE", cache.path()));
+
+    assert!(toolchain.join("var/lib/dpkg/status").is_file(), "{report}");
+    assert!(!toolchain.join("build").exists(), "{report}");
+    assert!(!old_toolchain.exists(), "{report}");
+    assert!(kernel.join(&entry).is_dir(), "{report}");
+    assert!(kernel.join(format!("{entry}.log")).is_file(), "{report}");
+    assert!(!kernel.join("ipe-rust-0000000000000000").exists(), "{report}");
+    assert!(!kernel.join("ipe-rust-0000000000000000.log").exists(), "{report}");
 }
