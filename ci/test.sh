@@ -20,6 +20,9 @@ trap 'rm -rf "$work"' EXIT
 # refuses a private key readable by group or others.
 chmod 600 keys/test/key.pem
 
+echo "== CI templates and pipeline scripts: actionlint, check-jsonschema, shellcheck"
+ci/lint-ci.sh
+
 echo "== cargo test"
 cargo build --release --locked
 cargo test --workspace --release --locked
@@ -58,6 +61,9 @@ TMPDIR="$work" APPLBUILD_TAMPER_LSM=ipe cargo test --release --locked -p applbui
 
 echo "== the x86 box board: NVMe disk, two e1000e cards, routing through nftables (builder/tests/x86_box.rs)"
 cargo test --release --locked -p applbuild --test x86_box -- --ignored
+
+echo "== CI pipeline scripts in job order, kernel sharing across boards (builder/tests/ci_pipeline.rs)"
+cargo test --release --locked -p applbuild --test ci_pipeline -- --ignored --test-threads=1
 
 echo "== reproducibility: a second clean build"
 ci/reproducible.sh "$work/a" "$work/b"

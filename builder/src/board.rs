@@ -43,7 +43,7 @@ const TOP: &[Setting] = &[
         key: "name",
         kind: SettingKind::String,
         default: DefaultValue::Required,
-        help: "Board name. It names the output folder `out/<name>/<release>/` and is part of the kernel cache key. \
+        help: "Board name. It names the output folder `out/<name>/<release>/`. It is not part of the kernel cache key, so boards with the same kernel inputs share one kernel. \
                1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit.",
     },
     Setting {

@@ -156,38 +156,13 @@ pub fn plan(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelOutpu
 }
 
 fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, plan_only: bool) -> Result<KernelOutput, KernelError> {
-    if board.kernel.source != SOURCE_DEBIAN_6_12 {
-        return Err(KernelError::UnsupportedSource(board.kernel.source.clone()));
-    }
-    let fragments = read_fragments(board)?;
+    let inputs = KernelInputs::read(board)?;
 
     let root = toolchain_root(cache)?;
     let source_version = source_version(&root)?;
     let lsm = lsm_name(board.kernel.lsm);
-    let lsm_sources = match board.kernel.lsm {
-        Lsm::Ipe => Vec::new(),
-        Lsm::IpeRust => read_lsm_sources(Path::new(LSM_DIR))?,
-    };
-
-    // The key covers what goes into the kernel and nothing about the board
-    // itself, so boards with the same source, fragments, certificate and
-    // LSM share one cache entry. The generated fragment is hashed with a
-    // placeholder for its input folder, which is named after the key.
-    let mut key = KeyHasher::new("applbuild kernel v2");
-    key.add_str(&toolchain_key()).add_str(&source_version).add_str(lsm);
-    for (file_name, content) in &fragments {
-        key.add_str(file_name).add(content);
-    }
-    let boot_policy = boot_policy()?;
-    key.add_str(&generated_fragment(board.kernel.lsm, "INPUTS", board.ipe.enforce));
-    key.add(cert_pem).add_str(&boot_policy).add_str(BUILD_SCRIPT);
-    if !lsm_sources.is_empty() {
-        key.add_str(LAY_IN_SCRIPT);
-        for (path, content) in &lsm_sources {
-            key.add_str(path).add(content);
-        }
-    }
-    let key = key.short_hex();
+    let key = inputs.key(cert_pem, Some(&source_version));
+    let KernelInputs { fragments, boot_policy, lsm_sources, .. } = inputs;
     let name = format!("{lsm}-{key}");
     let generated = generated_fragment(board.kernel.lsm, &name, board.ipe.enforce);
     let entry = cache.dir("kernel").join(&name);
@@ -242,6 +217,94 @@ fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, 
     let size = fs::metadata(&output.bzimage).map(|m| m.len()).unwrap_or(0);
     tracing::info!(key = %key, bytes = size, seconds = started.elapsed().as_secs(), "kernel: built {}", output.bzimage.display());
     Ok(KernelOutput { cached: false, ..output })
+}
+
+/// What goes into a kernel besides the build root: read from the board,
+/// the boot policy and the `lsm/` sources of this source tree.
+struct KernelInputs {
+    lsm: Lsm,
+    enforce: bool,
+    fragments: Vec<(String, Vec<u8>)>,
+    boot_policy: String,
+    lsm_sources: Vec<(String, Vec<u8>)>,
+}
+
+impl KernelInputs {
+    fn read(board: &Board) -> Result<KernelInputs, KernelError> {
+        if board.kernel.source != SOURCE_DEBIAN_6_12 {
+            return Err(KernelError::UnsupportedSource(board.kernel.source.clone()));
+        }
+        let lsm_sources = match board.kernel.lsm {
+            Lsm::Ipe => Vec::new(),
+            Lsm::IpeRust => read_lsm_sources(Path::new(LSM_DIR))?,
+        };
+        Ok(KernelInputs { lsm: board.kernel.lsm, enforce: board.ipe.enforce, fragments: read_fragments(board)?, boot_policy: boot_policy()?, lsm_sources })
+    }
+
+    /// The cache key: with the build root's kernel source version it names
+    /// the cache entry; without it, it covers every other input and can be
+    /// computed before the build root exists.
+    ///
+    /// The key covers what goes into the kernel and nothing about the board
+    /// itself, so boards with the same source, fragments, certificate, LSM
+    /// and enforce setting share one cache entry. The generated fragment is
+    /// hashed with a placeholder for its input folder, which is named after
+    /// the key.
+    fn key(&self, cert_pem: &[u8], source_version: Option<&str>) -> String {
+        let mut key = KeyHasher::new(if source_version.is_some() { "applbuild kernel v2" } else { "applbuild kernel inputs v1" });
+        key.add_str(&toolchain_key());
+        if let Some(version) = source_version {
+            key.add_str(version);
+        }
+        key.add_str(lsm_name(self.lsm));
+        for (file_name, content) in &self.fragments {
+            key.add_str(file_name).add(content);
+        }
+        key.add_str(&generated_fragment(self.lsm, "INPUTS", self.enforce));
+        key.add(cert_pem).add_str(&self.boot_policy).add_str(BUILD_SCRIPT);
+        if !self.lsm_sources.is_empty() {
+            key.add_str(LAY_IN_SCRIPT);
+            for (path, content) in &self.lsm_sources {
+                key.add_str(path).add(content);
+            }
+        }
+        key.short_hex()
+    }
+}
+
+/// The kernel's cache keys, computed without building anything.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelKeys {
+    /// Hash of every input except the kernel source version, which only
+    /// the build root knows.
+    pub inputs: String,
+    /// The cache entry's name (`<lsm>-<key>`), when the build root exists.
+    pub entry: Option<String>,
+    /// Whether that entry is complete in the cache.
+    pub cached: bool,
+}
+
+/// Returns the kernel's cache keys for `board` without building or making
+/// the build root. The entry name needs the build root, so it is `None`
+/// until the build root exists.
+pub fn keys(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelKeys, KernelError> {
+    let inputs = KernelInputs::read(board)?;
+
+    let root = toolchain_dir(cache);
+    let entry = if root.join(COMPLETE_MARKER).is_file() { Some(format!("{}-{}", lsm_name(board.kernel.lsm), inputs.key(cert_pem, Some(&source_version(&root)?)))) } else { None };
+    let cached = entry.as_ref().is_some_and(|name| cache.dir("kernel").join(name).join(COMPLETE_MARKER).is_file());
+    Ok(KernelKeys { inputs: inputs.key(cert_pem, None), entry, cached })
+}
+
+/// The build root's folder name, `<suite>-<key of its package list>`: the
+/// build root is made from these constants only, so the name is known
+/// before it exists.
+pub fn toolchain_name() -> String {
+    format!("{TOOLCHAIN_SUITE}-{}", toolchain_key())
+}
+
+fn toolchain_dir(cache: &Cache) -> PathBuf {
+    cache.dir("toolchain").join(toolchain_name())
 }
 
 fn lsm_name(lsm: Lsm) -> &'static str {
@@ -357,7 +420,7 @@ fn lock_build(root: &Path, name: &str) -> Result<fs::File, KernelError> {
 
 /// Returns the Debian build root, making it with mmdebstrap on first use.
 pub fn toolchain_root(cache: &Cache) -> Result<PathBuf, KernelError> {
-    let root = cache.dir("toolchain").join(format!("{TOOLCHAIN_SUITE}-{}", toolchain_key()));
+    let root = toolchain_dir(cache);
     if root.join(COMPLETE_MARKER).is_file() {
         return Ok(root);
     }

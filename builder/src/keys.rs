@@ -309,6 +309,13 @@ pub fn load(dir: &Path) -> Result<KeyPair, KeyError> {
     })
 }
 
+/// Loads a certificate as [`load_certificate`] does and returns it as the
+/// PEM block with LF line endings that [`KeyPair::cert_pem`] gives for the
+/// same certificate, the form the kernel build takes.
+pub fn certificate_pem(path: &Path) -> Result<String, KeyError> {
+    load_certificate(path)?.to_pem(LineEnding::LF).map_err(KeyError::EncodeCertificate)
+}
+
 /// Loads an X.509 certificate in PEM or DER form. A directory stands for
 /// its `cert.pem`.
 pub fn load_certificate(path: &Path) -> Result<Certificate, KeyError> {

@@ -17,6 +17,7 @@ pub mod initramfs;
 pub mod uki;
 pub mod disk;
 pub mod cache;
+pub mod cache_keys;
 pub mod digest;
 pub mod error;
 pub mod ext4;

@@ -104,6 +104,17 @@ enum Command {
         #[arg(long, conflicts_with = "no_cache")]
         print_key: bool,
     },
+    /// Print the names of the board's cache entries without building: the Debian build root, the kernel and the package downloads.
+    ///
+    /// Prints `name=value` lines (board, release, toolchain, kernel-inputs, kernel, kernel-cached, debs), or JSON with --json,
+    /// for CI caches keyed by their inputs. `kernel` needs the build root's kernel source version and is left out until the
+    /// build root exists; `kernel-inputs` covers every other kernel input. Reads only the certificate of the key folder.
+    CacheKey {
+        board: PathBuf,
+        /// Key folder (or certificate file) whose certificate the kernel trusts, instead of the board's [keys] dir.
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
     /// Create and inspect signing keys.
     Keys {
         #[command(subcommand)]
@@ -297,16 +308,26 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
         Command::Kernel { board, keys, no_cache, print_key } => {
             let board = board::load(board)?;
             let dir = keys.clone().unwrap_or_else(|| board.keys.dir.clone());
-            let key_pair = keys::load(&dir)?;
+            // The kernel only needs the certificate, so a folder without key.pem will do.
+            let cert_pem = keys::certificate_pem(&dir)?;
             if *print_key {
-                let output = applbuild::kernel::plan(&board, key_pair.cert_pem().as_bytes(), &Cache::locate())?;
+                let output = applbuild::kernel::plan(&board, cert_pem.as_bytes(), &Cache::locate())?;
                 let state = if output.cached { "cached" } else { "not built" };
                 print_stdout(&format!("{} {} {state}", output.key, output.entry.display()));
                 return Ok(());
             }
-            let output = applbuild::kernel::build(&board, key_pair.cert_pem().as_bytes(), &Cache::locate(), *no_cache)?;
+            let output = applbuild::kernel::build(&board, cert_pem.as_bytes(), &Cache::locate(), *no_cache)?;
             print_stdout(&format!("{}", output.bzimage.display()));
             Ok(())
+        }
+        Command::CacheKey { board, keys } => {
+            let cache_keys = applbuild::cache_keys::cache_keys(board, keys.as_deref(), &Cache::locate())?;
+            if cli.json {
+                print_json(&cache_keys)
+            } else {
+                print_stdout(&cache_keys.lines().join("\n"));
+                Ok(())
+            }
         }
         Command::Keys { command } => match command {
             KeysCommand::Init { dir, bits, name } => {

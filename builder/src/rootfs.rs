@@ -152,6 +152,24 @@ fn debian(manifest: &Manifest, suite: &str, mirror: &str, packages: &[String], c
     Ok(installed)
 }
 
+/// The package-download cache key of `manifest`: `<suite>-<hash>` over the
+/// suite, the mirror and the sorted package list, or `None` when the root
+/// filesystem does not come from Debian packages. Downloads land in
+/// `debs/<suite>/` of the cache, which keeps every version it ever got.
+pub fn debs_key(manifest: &Manifest) -> Option<String> {
+    let RootfsSource::Debian { suite, mirror, packages } = &manifest.source else {
+        return None;
+    };
+    let mut sorted = packages.clone();
+    sorted.sort();
+    let mut key = crate::cache::KeyHasher::new("applbuild debs v1");
+    key.add_str(suite).add_str(mirror);
+    for package in &sorted {
+        key.add_str(package);
+    }
+    Some(format!("{suite}-{}", key.short_hex()))
+}
+
 /// Turns `nftables_1.1.3-1_amd64.deb` into `nftables 1.1.3-1`.
 fn deb_name_version(file: &str) -> Option<String> {
     let stem = file.strip_suffix(".deb")?;
