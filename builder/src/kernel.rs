@@ -138,6 +138,10 @@ pub struct KernelOutput {
     pub config: PathBuf,
     pub key: String,
     pub cached: bool,
+    /// Version of the linux-source-6.12 package in the build root.
+    pub source_version: String,
+    /// The LSM built in: `ipe` or `ipe-rust`.
+    pub lsm: &'static str,
 }
 
 /// Returns the kernel for `board`, building it when the cache has none for
@@ -198,6 +202,8 @@ fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, 
         config: entry.join("config"),
         key: key.clone(),
         cached: true,
+        source_version: source_version.clone(),
+        lsm,
     };
     if plan_only {
         return Ok(KernelOutput { cached: entry.join(COMPLETE_MARKER).is_file(), ..output });
