@@ -1,7 +1,7 @@
 //! `build.json`: the record of one build, written next to the image.
 //!
 //! Layout: one JSON object whose fields [`FIELDS`] lists with their types
-//! and meanings; `docs/build-json.md` shows that table, and tests check
+//! and meanings. `docs/build-json.md` shows that table, and tests check
 //! that the page, the table and the written record agree. `schema_version`
 //! is [`SCHEMA_VERSION`]. Within a schema version fields are only added;
 //! removing a field or changing its type or meaning raises the version.
@@ -42,7 +42,7 @@ pub const FIELDS: &[Field] = &[
     Field { path: "release", kind: "string", meaning: "Release number `X.Y.Z` from the board file." },
     Field { path: "unsigned", kind: "boolean", meaning: "`true` for an `image --unsigned` build that `applbuild sign` has not signed yet." },
     Field { path: "source_date_epoch", kind: "integer (seconds since 1970-01-01 UTC)", meaning: "Timestamp of every file in the image, from `SOURCE_DATE_EPOCH`." },
-    Field { path: "inputs", kind: "map of string to string (lowercase hex SHA-256)", meaning: "Board file, manifest and kernel config fragments, by path as the board names them, with the SHA-256 of their content." },
+    Field { path: "inputs", kind: "map of string to string (lowercase hex SHA-256)", meaning: "Board file, manifest and kernel config fragments with the SHA-256 of their content. Keys are the paths as applbuild resolved them: relative to the working folder when the board path on the command line is relative." },
     Field { path: "outputs", kind: "map of string to string (lowercase hex SHA-256)", meaning: "Every file of the output folder except `build.json` itself, by name, with the SHA-256 of its content." },
     Field { path: "packages", kind: "array of strings", meaning: "Debian packages of the root filesystem as `name version`, sorted; empty for tarball and directory sources. `sbom.spdx.json` has the details." },
     Field { path: "kernel", kind: "object", meaning: "The kernel in the UKI." },
@@ -58,14 +58,14 @@ pub const FIELDS: &[Field] = &[
     Field { path: "verity.hash_algorithm", kind: "string", meaning: "Hash of the tree, `sha256`." },
     Field { path: "verity.data_block_size", kind: "integer (bytes)", meaning: "Data block size, 4096." },
     Field { path: "verity.hash_block_size", kind: "integer (bytes)", meaning: "Hash block size, 4096." },
-    Field { path: "rootfs_files", kind: "array of objects", meaning: "Every regular file of the root filesystem, sorted by path." },
-    Field { path: "rootfs_files[].path", kind: "string", meaning: "Path from the root, without a leading `/`." },
+    Field { path: "rootfs_files", kind: "array of objects", meaning: "Every regular file of the root filesystem." },
+    Field { path: "rootfs_files[].path", kind: "string", meaning: "Absolute path inside the root filesystem, such as `/etc/hostname`." },
     Field { path: "rootfs_files[].mode", kind: "integer", meaning: "File type and permission bits as in `st_mode` (decimal; `33261` is `0o100755`)." },
     Field { path: "rootfs_files[].uid", kind: "integer", meaning: "Owner user id." },
     Field { path: "rootfs_files[].gid", kind: "integer", meaning: "Owner group id." },
     Field { path: "rootfs_files[].size", kind: "integer (bytes)", meaning: "File size." },
     Field { path: "rootfs_files[].sha256", kind: "string (lowercase hex SHA-256)", meaning: "SHA-256 of the content." },
-    Field { path: "tools", kind: "map of string to string", meaning: "Versions of the builder (`applbuild`) and of the host tools whose output lands in the image, by program name: the first line of their version output." },
+    Field { path: "tools", kind: "map of string to string", meaning: "Version of `applbuild`, and the first line of the version output of the host tools `mke2fs` and `mmdebstrap`, by program name. A tool that is not installed is left out." },
     Field { path: "timings", kind: "array of objects", meaning: "Time spent per stage, in pipeline order. Varies between runs, unlike the other fields." },
     Field { path: "timings[].stage", kind: "string", meaning: "Stage name, such as `rootfs` or `kernel`." },
     Field { path: "timings[].seconds", kind: "number (seconds)", meaning: "Wall-clock time of the stage." },
@@ -208,8 +208,8 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
-    /// A record of the default board with made-up stage outputs, one of
-    /// each list element so that every field appears.
+    /// Builds a record of the default board from made-up stage outputs,
+    /// with one element per list so that every field appears.
     fn sample_record() -> Value {
         let board = crate::board::load(&repo().join("boards/qemu-x86_64.toml")).expect("default board");
         let manifest = crate::manifest::load(&board.manifest).expect("default manifest");

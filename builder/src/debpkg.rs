@@ -1,7 +1,8 @@
-//! Facts about the Debian packages of a root tree, for the SBOM: control
-//! fields and SHA-256 of each `.deb`, its download address from the
-//! archive index, and its copyright file from the freshly unpacked tree
-//! (before the rootfs stage removes `/usr/share/doc`).
+//! Facts about the Debian packages of a root tree, for the SBOM. Each
+//! package has the control fields and SHA-256 of its `.deb` and the
+//! download address from the archive index. Its copyright file is read
+//! from the freshly unpacked tree, before the rootfs stage removes
+//! `/usr/share/doc`.
 
 use crate::deb822;
 use crate::rootfs::RootfsError;

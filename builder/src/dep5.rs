@@ -71,7 +71,7 @@ impl Expression {
     }
 }
 
-/// What a DEP-5 copyright file declares.
+/// Licence facts of a DEP-5 copyright file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copyright {
     /// The licences of all `Files:` paragraphs joined with AND, without
@@ -234,13 +234,20 @@ const SHORT_NAMES: &[(&str, &str)] = &[
     ("zpl-2.1", "ZPL-2.1"),
 ];
 
-/// The GNU families: DEP-5 prefix, SPDX prefix, and the versions with their
-/// SPDX spelling. `GPL-2` is "version 2 only", `GPL-2+` "2 or later".
-const GNU_FAMILIES: &[(&str, &str, &[(&str, &str)])] = &[
-    ("gpl", "GPL", &[("1", "1.0"), ("1.0", "1.0"), ("2", "2.0"), ("2.0", "2.0"), ("3", "3.0"), ("3.0", "3.0")]),
-    ("lgpl", "LGPL", &[("2", "2.0"), ("2.0", "2.0"), ("2.1", "2.1"), ("3", "3.0"), ("3.0", "3.0")]),
-    ("agpl", "AGPL", &[("3", "3.0"), ("3.0", "3.0")]),
-    ("gfdl", "GFDL", &[("1.1", "1.1"), ("1.2", "1.2"), ("1.3", "1.3")]),
+/// A family of GNU licences: DEP-5 prefix, SPDX prefix, and the versions
+/// with their SPDX spelling. `GPL-2` is "version 2 only", `GPL-2+` "2 or
+/// later".
+struct GnuFamily {
+    dep5: &'static str,
+    spdx: &'static str,
+    versions: &'static [(&'static str, &'static str)],
+}
+
+const GNU_FAMILIES: &[GnuFamily] = &[
+    GnuFamily { dep5: "gpl", spdx: "GPL", versions: &[("1", "1.0"), ("1.0", "1.0"), ("2", "2.0"), ("2.0", "2.0"), ("3", "3.0"), ("3.0", "3.0")] },
+    GnuFamily { dep5: "lgpl", spdx: "LGPL", versions: &[("2", "2.0"), ("2.0", "2.0"), ("2.1", "2.1"), ("3", "3.0"), ("3.0", "3.0")] },
+    GnuFamily { dep5: "agpl", spdx: "AGPL", versions: &[("3", "3.0"), ("3.0", "3.0")] },
+    GnuFamily { dep5: "gfdl", spdx: "GFDL", versions: &[("1.1", "1.1"), ("1.2", "1.2"), ("1.3", "1.3")] },
 ];
 
 /// Creative Commons licences: the DEP-5 and SPDX names agree up to case.
@@ -281,15 +288,15 @@ fn spdx_id(lower: &str) -> Option<String> {
         None => (lower, false),
     };
     let suffix = if or_later { "or-later" } else { "only" };
-    for (prefix, spdx, versions) in GNU_FAMILIES {
+    for family in GNU_FAMILIES {
         // GFDL-NIV: no invariant sections.
-        let (version, invariants) = match stem.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')) {
-            Some(rest) if *prefix == "gfdl" && rest.starts_with("niv-") => (&rest[4..], "-no-invariants"),
+        let (version, invariants) = match stem.strip_prefix(family.dep5).and_then(|rest| rest.strip_prefix('-')) {
+            Some(rest) if family.dep5 == "gfdl" && rest.starts_with("niv-") => (&rest[4..], "-no-invariants"),
             Some(rest) => (rest, ""),
             None => continue,
         };
-        if let Some((_, spdx_version)) = versions.iter().find(|(dep5, _)| *dep5 == version) {
-            return Some(format!("{spdx}-{spdx_version}{invariants}-{suffix}"));
+        if let Some((_, spdx_version)) = family.versions.iter().find(|(dep5, _)| *dep5 == version) {
+            return Some(format!("{}-{spdx_version}{invariants}-{suffix}", family.spdx));
         }
     }
     if or_later {

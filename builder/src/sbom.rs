@@ -37,7 +37,7 @@ const NOASSERTION: &str = "NOASSERTION";
 /// Licence of the Linux kernel as its `COPYING` states it.
 const KERNEL_LICENCE: &str = "GPL-2.0-only";
 
-/// What the SBOM describes.
+/// Build facts the SBOM records.
 pub struct SbomInput<'a> {
     pub board: &'a str,
     pub release: &'a str,
@@ -163,7 +163,7 @@ fn checksums(sha256: &str) -> Value {
     json!([{ "algorithm": "SHA256", "checksumValue": sha256 }])
 }
 
-/// The fields every package has, with nothing asserted.
+/// Returns a package with the fields every package has, all `NOASSERTION`.
 fn package(id: &str, name: &str, version: &str) -> Map<String, Value> {
     let mut package = Map::new();
     package.insert("SPDXID".into(), id.into());
@@ -241,8 +241,8 @@ fn source_package(deb: &DebPackage, id: &str, suite: Option<&str>) -> Value {
     Value::Object(package)
 }
 
-/// A package URL (`pkg:deb/debian/<name>@<version>?arch=<arch>`), the
-/// identifier that vulnerability scanners match Debian packages by.
+/// Returns the package URL (`pkg:deb/debian/<name>@<version>?arch=<arch>`),
+/// the identifier that vulnerability scanners match Debian packages by.
 fn purl(name: &str, version: &str, architecture: &str, suite: Option<&str>) -> Value {
     let mut locator = format!("pkg:deb/debian/{}@{}?arch={}", purl_encode(name), purl_encode(version), purl_encode(architecture));
     if let Some(suite) = suite {
@@ -373,8 +373,8 @@ impl LicenceRefs {
     }
 }
 
-/// The text a copyright file gives for `name`; for `X with Y exception`
-/// the text of `X with Y exception`, else of `X`.
+/// Returns the text a copyright file gives for `name`. For `X with Y
+/// exception` that is the text of `X with Y exception`, else the text of `X`.
 fn licence_text(name: &str, copyright: &dep5::Copyright) -> String {
     let base = name.split_once(" with ").map(|(base, _)| base).unwrap_or(name);
     copyright.text(name).or_else(|| copyright.text(base)).unwrap_or(MISSING_TEXT).to_string()
