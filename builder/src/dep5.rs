@@ -264,6 +264,7 @@ const EXCEPTIONS: &[(&str, &str, &str)] = &[
     ("font", "GPL-", "Font-exception-2.0"),
     ("gcc", "GPL-3.0", "GCC-exception-3.1"),
     ("libtool", "GPL-", "Libtool-exception"),
+    ("linux-syscall-note", "GPL-2.0", "Linux-syscall-note"),
 ];
 
 /// Maps one short name, possibly with `with <name> exception`.
@@ -345,6 +346,7 @@ mod tests {
             ("Apache-2.0", "Apache-2.0"),
             ("GPL-3+ with Bison exception", "GPL-3.0-or-later WITH Bison-exception-2.2"),
             ("GPL-2+ with Autoconf exception", "GPL-2.0-or-later WITH Autoconf-exception-2.0"),
+            ("GPL-2 with Linux-syscall-note exception", "GPL-2.0-only WITH Linux-syscall-note"),
         ];
         for (name, expected) in cases {
             assert_eq!(map_name(name), Licence::Spdx(expected.to_string()), "{name}");

@@ -279,7 +279,8 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     // The SBOM names the disk's digest, and build.json the digests of all
     // outputs, the SBOM included: hash each file once, in that order.
     let mut outputs = build_record::output_digests(&result_dir)?;
-    let sbom_text = sbom_document(&board, &manifest, &tree.debs, &kernel_out, &outputs, &root_hash, options.epoch)?;
+    let init = init_input(&signing_inputs.init, options.init.as_deref());
+    let sbom_text = sbom_document(&board, &manifest, &tree.debs, &kernel_out, &init, &outputs, &root_hash, options.epoch)?;
     write(sbom::FILE_NAME, sbom_text.as_bytes())?;
     outputs.insert(sbom::FILE_NAME.into(), serde_json::Value::String(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(sbom_text.as_bytes()))));
     let record = build_record::RecordInput { board: &board, manifest: &manifest, options, packages: &tree.packages, ext4_out: &ext4_out, verity_info: &verity_info, kernel_out: &kernel_out, outputs, times: &times };
@@ -306,11 +307,27 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     })
 }
 
+/// Describes the init for the SBOM: built from `builder/init`, or the
+/// binary given with `--init`.
+fn init_input(binary: &[u8], init_option: Option<&Path>) -> sbom::InitInput {
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(binary));
+    if init_option.is_some() {
+        return sbom::InitInput { sha256, version: None, licence: None, comment: "The initramfs /init, a prebuilt binary given with --init.".into() };
+    }
+    let (version, licence) = crate::init_build::crate_version_and_licence();
+    let glibc = crate::init_build::host_glibc_version().map(|version| format!(" (libc6-dev {version})")).unwrap_or_default();
+    let comment = format!("The initramfs /init, built from builder/init and statically linked with the host's glibc{glibc}.");
+    sbom::InitInput { sha256, version, licence, comment }
+}
+
 /// Builds the SBOM from the stage outputs; `outputs` must hold the digest
 /// of `disk.raw`.
-fn sbom_document(board: &Board, manifest: &Manifest, debs: &[crate::debpkg::DebPackage], kernel_out: &kernel::KernelOutput, outputs: &serde_json::Map<String, serde_json::Value>, root_hash: &str, epoch: u64) -> Result<String, Error> {
+#[allow(clippy::too_many_arguments)]
+fn sbom_document(board: &Board, manifest: &Manifest, debs: &[crate::debpkg::DebPackage], kernel_out: &kernel::KernelOutput, init: &sbom::InitInput, outputs: &serde_json::Map<String, serde_json::Value>, root_hash: &str, epoch: u64) -> Result<String, Error> {
     let disk_sha256 = outputs.get("disk.raw").and_then(|value| value.as_str()).ok_or_else(|| Error::Internal("disk.raw is missing from the outputs".into()))?;
     let bzimage_sha256 = crate::digest::sha256_file(&kernel_out.bzimage).map_err(|source| Error::io("read", &kernel_out.bzimage, source))?;
+    let stub_sha256 = crate::digest::sha256_file(&kernel_out.stub).map_err(|source| Error::io("read", &kernel_out.stub, source))?;
     let suite = match &manifest.source {
         manifest::RootfsSource::Debian { suite, .. } => Some(suite.as_str()),
         _ => None,
@@ -324,6 +341,9 @@ fn sbom_document(board: &Board, manifest: &Manifest, debs: &[crate::debpkg::DebP
         kernel_version: &kernel_out.source_version,
         kernel_lsm: kernel_out.lsm,
         bzimage_sha256: &bzimage_sha256,
+        stub: &kernel_out.stub_package,
+        stub_sha256: &stub_sha256,
+        init,
         disk_sha256,
         root_hash,
     })

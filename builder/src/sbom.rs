@@ -3,9 +3,10 @@
 //! (<https://spdx.github.io/spdx-spec/v2.3/>).
 //!
 //! Packages: the image (the described package), every Debian binary
-//! package of the root filesystem with its source package, the kernel and
-//! applbuild. Relationships: the document DESCRIBES the image, the image
-//! CONTAINS each Debian package and the kernel, each binary package is
+//! package of the root filesystem with its source package, the kernel, the
+//! EFI stub and the init of the UKI, and applbuild. Relationships: the
+//! document DESCRIBES the image, the image CONTAINS each Debian package,
+//! the kernel, the stub and the init, each binary package is
 //! GENERATED_FROM its source package, and applbuild is a BUILD_TOOL_OF the
 //! image. Declared licences of Debian packages come from their DEP-5
 //! copyright files (see [`crate::dep5`]); a short name without an SPDX
@@ -17,6 +18,7 @@
 //! are sorted and lists are in a fixed order.
 
 use crate::debpkg::DebPackage;
+use crate::kernel::StubPackage;
 use crate::dep5;
 use crate::error::Error;
 use serde_json::{json, Map, Value};
@@ -30,6 +32,8 @@ pub const FILE_NAME: &str = "sbom.spdx.json";
 pub const IMAGE_ID: &str = "SPDXRef-image";
 pub const KERNEL_ID: &str = "SPDXRef-kernel";
 pub const APPLBUILD_ID: &str = "SPDXRef-applbuild";
+pub const STUB_ID: &str = "SPDXRef-efi-stub";
+pub const INIT_ID: &str = "SPDXRef-init";
 
 /// Value of SPDX fields whose content applbuild does not know.
 const NOASSERTION: &str = "NOASSERTION";
@@ -53,18 +57,37 @@ pub struct SbomInput<'a> {
     pub kernel_lsm: &'a str,
     /// Lowercase hex SHA-256 of the kernel's bzImage.
     pub bzimage_sha256: &'a str,
+    /// The Debian package of the UKI's EFI stub, in the kernel build root.
+    pub stub: &'a StubPackage,
+    /// Lowercase hex SHA-256 of the EFI stub file.
+    pub stub_sha256: &'a str,
+    pub init: &'a InitInput,
     /// Lowercase hex SHA-256 of `disk.raw`.
     pub disk_sha256: &'a str,
     /// Lowercase hex dm-verity root hash.
     pub root_hash: &'a str,
 }
 
+/// The initramfs `/init`.
+pub struct InitInput {
+    /// Lowercase hex SHA-256 of the binary.
+    pub sha256: String,
+    /// Crate version when built from this source tree; `None` for a binary
+    /// given with `--init`.
+    pub version: Option<String>,
+    /// SPDX licence expression of the crate, when known.
+    pub licence: Option<String>,
+    /// Provenance note for the SBOM: where the binary comes from.
+    pub comment: String,
+}
+
 /// Builds the SBOM document and returns it as pretty-printed JSON with a
 /// final newline.
 pub fn document(input: &SbomInput) -> Result<String, Error> {
     let mut ids = IdAllocator::default();
-    let licences = LicenceRefs::collect(input.debs);
-    let mut packages = vec![image_package(input), kernel_package(input), applbuild_package()];
+    let copyrights = input.debs.iter().map(|deb| (deb.name.as_str(), deb.copyright.as_deref())).chain([(input.stub.name, input.stub.copyright.as_deref())]);
+    let licences = LicenceRefs::collect(copyrights);
+    let mut packages = vec![image_package(input), kernel_package(input), stub_package(input, &licences), init_package(input.init), applbuild_package()];
     let mut relationships = vec![relationship("SPDXRef-DOCUMENT", "DESCRIBES", IMAGE_ID)];
     let mut sources: BTreeMap<(String, String), String> = BTreeMap::new();
 
@@ -84,7 +107,9 @@ pub fn document(input: &SbomInput) -> Result<String, Error> {
         };
         relationships.push(relationship(&id, "GENERATED_FROM", &source_id));
     }
-    relationships.push(relationship(IMAGE_ID, "CONTAINS", KERNEL_ID));
+    for id in [KERNEL_ID, STUB_ID, INIT_ID] {
+        relationships.push(relationship(IMAGE_ID, "CONTAINS", id));
+    }
     relationships.push(relationship(APPLBUILD_ID, "BUILD_TOOL_OF", IMAGE_ID));
 
     let mut document = json!({
@@ -195,6 +220,30 @@ fn kernel_package(input: &SbomInput) -> Value {
     Value::Object(kernel)
 }
 
+fn stub_package(input: &SbomInput, licences: &LicenceRefs) -> Value {
+    let stub = input.stub;
+    let mut package = package(STUB_ID, stub.name, stub.version.as_deref().unwrap_or(NOASSERTION));
+    package.insert("checksums".into(), checksums(input.stub_sha256));
+    package.insert("sourceInfo".into(), format!("the file linuxx64.efi.stub of Debian's {} in the kernel build root ({})", stub.name, crate::kernel::TOOLCHAIN_SUITE).into());
+    package.insert("comment".into(), "The EFI stub of the unified kernel image uki.efi; the checksum is the SHA-256 of the stub file.".into());
+    if let Some(version) = &stub.version {
+        package.insert("externalRefs".into(), json!([purl(stub.name, version, "amd64", Some(crate::kernel::TOOLCHAIN_SUITE))]));
+    }
+    declare_licence(&mut package, stub.name, stub.copyright.as_deref(), licences);
+    Value::Object(package)
+}
+
+fn init_package(init: &InitInput) -> Value {
+    let mut package = package(INIT_ID, "applbuild-init", init.version.as_deref().unwrap_or(NOASSERTION));
+    package.insert("primaryPackagePurpose".into(), "APPLICATION".into());
+    package.insert("checksums".into(), checksums(&init.sha256));
+    package.insert("comment".into(), init.comment.as_str().into());
+    if let Some(licence) = &init.licence {
+        package.insert("licenseDeclared".into(), licence.as_str().into());
+    }
+    Value::Object(package)
+}
+
 fn applbuild_package() -> Value {
     let licence = env!("CARGO_PKG_LICENSE");
     let mut tool = package(APPLBUILD_ID, "applbuild", env!("CARGO_PKG_VERSION"));
@@ -216,22 +265,27 @@ fn deb_package(deb: &DebPackage, id: &str, suite: Option<&str>, licences: &Licen
     package.insert("checksums".into(), checksums(&deb.sha256));
     package.insert("sourceInfo".into(), format!("built from the Debian source package {} {}", deb.source, deb.source_version).into());
     package.insert("externalRefs".into(), json!([purl(&deb.name, &deb.version, &deb.architecture, suite)]));
-    match &deb.copyright {
-        None => {
-            package.insert("licenseComments".into(), "The package has no copyright file in /usr/share/doc.".into());
-        }
-        Some(text) => match dep5::parse(text) {
-            None => {
-                package.insert("licenseComments".into(), "The copyright file of the package is not in the machine-readable DEP-5 format.".into());
-            }
-            Some(copyright) => {
-                if let Some(declared) = &copyright.declared {
-                    package.insert("licenseDeclared".into(), declared.render(&|name| licences.id(name, &copyright)).into());
-                }
-            }
-        },
-    }
+    declare_licence(&mut package, &deb.name, deb.copyright.as_deref(), licences);
     Value::Object(package)
+}
+
+/// Sets `licenseDeclared` of Debian package `name` from its copyright
+/// file, or says in `licenseComments` why there is none.
+fn declare_licence(package: &mut Map<String, Value>, name: &str, copyright: Option<&str>, licences: &LicenceRefs) {
+    let Some(text) = copyright else {
+        package.insert("licenseComments".into(), "The package has no copyright file in /usr/share/doc.".into());
+        return;
+    };
+    let Some(copyright) = dep5::parse(text) else {
+        package.insert("licenseComments".into(), "The copyright file of the package is not in the machine-readable DEP-5 format.".into());
+        return;
+    };
+    match &copyright.declared {
+        Some(declared) => {
+            package.insert("licenseDeclared".into(), declared.render(&|short_name| licences.id(short_name, &copyright)).into());
+        }
+        None => tracing::debug!("sbom: the copyright file of {name} names no licence in its Files paragraphs"),
+    }
 }
 
 fn source_package(deb: &DebPackage, id: &str, suite: Option<&str>) -> Value {
@@ -325,13 +379,15 @@ struct LicenceRefs {
 }
 
 impl LicenceRefs {
-    fn collect(debs: &[DebPackage]) -> LicenceRefs {
+    /// Collects the short names of the copyright files of `packages`
+    /// (package name and copyright text).
+    fn collect<'a>(packages: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> LicenceRefs {
         let mut users: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for deb in debs {
-            let Some(copyright) = deb.copyright.as_deref().and_then(dep5::parse) else { continue };
+        for (package, text) in packages {
+            let Some(copyright) = text.and_then(dep5::parse) else { continue };
             let Some(declared) = &copyright.declared else { continue };
             declared.other_names(&mut |name| {
-                users.entry((name.to_string(), licence_text(name, &copyright))).or_default().insert(deb.name.clone());
+                users.entry((name.to_string(), licence_text(name, &copyright))).or_default().insert(package.to_string());
             });
         }
         let mut texts_per_name: BTreeMap<&str, usize> = BTreeMap::new();
@@ -398,6 +454,13 @@ mod tests {
         }
     }
 
+    static STUB: StubPackage = StubPackage { name: "systemd-boot-efi", version: None, copyright: None };
+
+    fn init() -> &'static InitInput {
+        static INIT: std::sync::OnceLock<InitInput> = std::sync::OnceLock::new();
+        INIT.get_or_init(|| InitInput { sha256: "12".into(), version: Some("0.1.0".into()), licence: Some("MIT".into()), comment: "test".into() })
+    }
+
     fn input(debs: &[DebPackage]) -> SbomInput<'_> {
         SbomInput {
             board: "board",
@@ -408,6 +471,9 @@ mod tests {
             kernel_version: "6.12.57-1",
             kernel_lsm: "ipe-rust",
             bzimage_sha256: "cd",
+            stub: &STUB,
+            stub_sha256: "34",
+            init: init(),
             disk_sha256: "ef",
             root_hash: "00",
         }
@@ -439,11 +505,12 @@ mod tests {
         let document: Value = serde_json::from_str(&document(&input(&debs)).expect("document")).expect("JSON");
         let packages = document["packages"].as_array().expect("packages");
         let ids: Vec<&str> = packages.iter().map(|p| p["SPDXID"].as_str().expect("SPDXID")).collect();
-        assert_eq!(ids, [IMAGE_ID, KERNEL_ID, APPLBUILD_ID, "SPDXRef-deb-a-amd64", "SPDXRef-debsrc-a-src-1-1.0-1", "SPDXRef-deb-a-dev-amd64", "SPDXRef-debsrc-a-dev-src-1-1.0-1"]);
-        assert_eq!(packages[3]["licenseDeclared"], "GPL-2.0-or-later");
-        assert_eq!(packages[5]["licenseDeclared"], NOASSERTION);
-        assert_eq!(packages[3]["supplier"], "Organization: Example Team (team@example.org)");
-        assert_eq!(packages[3]["externalRefs"][0]["referenceLocator"], "pkg:deb/debian/a@1%3A1.0-1%2Bb1?arch=amd64&distro=trixie");
+        assert_eq!(ids, [IMAGE_ID, KERNEL_ID, STUB_ID, INIT_ID, APPLBUILD_ID, "SPDXRef-deb-a-amd64", "SPDXRef-debsrc-a-src-1-1.0-1", "SPDXRef-deb-a-dev-amd64", "SPDXRef-debsrc-a-dev-src-1-1.0-1"]);
+        assert_eq!(packages[5]["licenseDeclared"], "GPL-2.0-or-later");
+        assert_eq!(packages[7]["licenseDeclared"], NOASSERTION);
+        assert_eq!(packages[5]["supplier"], "Organization: Example Team (team@example.org)");
+        assert_eq!(packages[5]["externalRefs"][0]["referenceLocator"], "pkg:deb/debian/a@1%3A1.0-1%2Bb1?arch=amd64&distro=trixie");
+        assert_eq!(packages[3]["licenseDeclared"], "MIT", "the init's licence");
         let relationships: Vec<String> = document["relationships"]
             .as_array()
             .expect("relationships")
@@ -455,6 +522,8 @@ mod tests {
             "SPDXRef-image CONTAINS SPDXRef-deb-a-amd64",
             "SPDXRef-deb-a-amd64 GENERATED_FROM SPDXRef-debsrc-a-src-1-1.0-1",
             "SPDXRef-image CONTAINS SPDXRef-kernel",
+            "SPDXRef-image CONTAINS SPDXRef-efi-stub",
+            "SPDXRef-image CONTAINS SPDXRef-init",
             "SPDXRef-applbuild BUILD_TOOL_OF SPDXRef-image",
         ] {
             assert!(relationships.iter().any(|r| r == expected), "missing relationship {expected}");
@@ -473,6 +542,20 @@ mod tests {
         assert_eq!(text_a["comment"], "Debian short name \"custom\" in the copyright file of a, c");
         let declared_c = document["packages"].as_array().expect("packages").iter().find(|p| p["name"] == "c").expect("package c")["licenseDeclared"].clone();
         assert_eq!(declared_c, format!("GPL-2.0-only AND {}", text_a["licenseId"].as_str().unwrap_or_default()));
+    }
+
+    #[test]
+    fn stub_licence_shares_licence_refs() {
+        let copyright = format!("{DEP5}Files: *\nCopyright: x\nLicense: LGPL-2.1+ and public-domain\n\nLicense: public-domain\n No rights reserved.\n");
+        let stub = StubPackage { name: "systemd-boot-efi", version: Some("257.9-1".into()), copyright: Some(copyright.clone()) };
+        let debs = [deb("a", Some(&copyright))];
+        let document: Value = serde_json::from_str(&document(&SbomInput { stub: &stub, ..input(&debs) }).expect("document")).expect("JSON");
+        let packages = document["packages"].as_array().expect("packages");
+        let stub_package = packages.iter().find(|p| p["SPDXID"] == STUB_ID).expect("stub package");
+        assert_eq!(stub_package["licenseDeclared"], "LGPL-2.1-or-later AND LicenseRef-public-domain");
+        assert_eq!(stub_package["versionInfo"], "257.9-1");
+        assert_eq!(document["hasExtractedLicensingInfos"].as_array().map(Vec::len), Some(1));
+        assert_eq!(document["hasExtractedLicensingInfos"][0]["comment"], "Debian short name \"public-domain\" in the copyright file of a, systemd-boot-efi");
     }
 
     #[test]

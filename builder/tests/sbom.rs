@@ -122,6 +122,20 @@ fn default_board_sbom() {
     assert_eq!(kernel["licenseDeclared"], "GPL-2.0-only");
     assert!(has_relationship(&sbom, "SPDXRef-image", "CONTAINS", "SPDXRef-kernel"));
 
+    let lsm = record["kernel"]["lsm"].as_str().expect("kernel.lsm");
+    let cache_key = record["kernel"]["cache_key"].as_str().expect("kernel.cache_key");
+    let stub_file = applbuild::cache::Cache::locate().dir("kernel").join(format!("{lsm}-{cache_key}")).join("linuxx64.efi.stub");
+    let stub = package(&sbom, "SPDXRef-efi-stub");
+    assert_eq!(stub["name"], "systemd-boot-efi");
+    assert_eq!(sha256_of(stub), sha256sum(&stub_file), "the stub checksum is that of {}", stub_file.display());
+    assert!(stub["licenseDeclared"].as_str().is_some_and(|licence| licence.contains("LGPL-2.1-or-later")), "systemd's DEP-5 file declares LGPL-2.1+: {}", stub["licenseDeclared"]);
+    assert!(has_relationship(&sbom, "SPDXRef-image", "CONTAINS", "SPDXRef-efi-stub"));
+
+    let init_file = repo().join("target/init/x86_64-unknown-linux-gnu/release/applbuild-init");
+    let init = package(&sbom, "SPDXRef-init");
+    assert_eq!(sha256_of(init), sha256sum(&init_file), "the init checksum is that of {}", init_file.display());
+    assert!(has_relationship(&sbom, "SPDXRef-image", "CONTAINS", "SPDXRef-init"));
+
     let tool = package(&sbom, "SPDXRef-applbuild");
     assert_eq!(tool["versionInfo"], record["tools"]["applbuild"]);
     assert!(has_relationship(&sbom, "SPDXRef-applbuild", "BUILD_TOOL_OF", "SPDXRef-image"));
