@@ -16,7 +16,7 @@ pass() { echo "ok: $*"; }
 fail() { echo "FAILED: $*" >&2; exit 1; }
 
 [ -f "$disk" ] || fail "$disk is missing"
-for name in uki.efi roothash roothash.p7s policy.pol policy.p7s build.json; do
+for name in uki.efi roothash roothash.p7s policy.pol policy.p7s build.json sbom.spdx.json; do
 	[ -s "$dir/$name" ] || fail "$dir/$name is missing or empty"
 done
 roothash=$(cat "$dir/roothash")

@@ -45,6 +45,9 @@ cargo test --release --locked -p applbuild --test verify -- --ignored
 echo "== sign an unsigned build with a key in SoftHSM2 (PKCS#11)"
 cargo test --release --locked -p applbuild --test pkcs11 -- --ignored
 
+echo "== SBOM of the default board, validated with pyspdxtools"
+cargo test --release --locked -p applbuild --test sbom -- --ignored
+
 echo "== rootfs from a directory and a tarball"
 cargo test --release --locked -p applbuild --test sources -- --ignored
 

@@ -43,6 +43,7 @@ use thiserror::Error;
 pub use uuid::Uuid;
 
 pub use fat::{make_esp, FatError};
+pub(crate) use fat::civil_from_days;
 pub use fat_read::{FatReadError, FatVolume};
 pub use gpt::{read_layout, GptError, Layout, PartitionEntry, PARTITION_ALIGNMENT, SECTOR_SIZE};
 

@@ -8,6 +8,24 @@ use std::path::PathBuf;
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// The init crate's manifest, compiled in for its version and licence.
+const INIT_MANIFEST: &str = include_str!("../init/Cargo.toml");
+
+/// Returns the `version` and `license` of the init crate's manifest.
+pub fn crate_version_and_licence() -> (Option<String>, Option<String>) {
+    let package = INIT_MANIFEST.parse::<toml::Table>().ok().and_then(|manifest| manifest.get("package").and_then(|package| package.as_table()).cloned());
+    let field = |name: &str| package.as_ref().and_then(|package| package.get(name)).and_then(|value| value.as_str()).map(str::to_string);
+    (field("version"), field("license"))
+}
+
+/// Returns the version of the host's libc6-dev, whose static glibc the
+/// init links, or `None` if dpkg does not list it.
+pub fn host_glibc_version() -> Option<String> {
+    let output = std::process::Command::new("dpkg-query").args(["-W", "-f=${Version}", "libc6-dev"]).output().ok()?;
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !version.is_empty()).then_some(version)
+}
+
 /// The workspace this binary was built from.
 pub fn workspace_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

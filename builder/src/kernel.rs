@@ -138,6 +138,22 @@ pub struct KernelOutput {
     pub config: PathBuf,
     pub key: String,
     pub cached: bool,
+    /// Version of the linux-source-6.12 package in the build root.
+    pub source_version: String,
+    /// The LSM built in: `ipe` or `ipe-rust`.
+    pub lsm: &'static str,
+    /// The Debian package of the EFI stub in the build root.
+    pub stub_package: StubPackage,
+}
+
+/// The Debian package that provides the EFI stub.
+#[derive(Debug, Clone)]
+pub struct StubPackage {
+    pub name: &'static str,
+    /// Installed version; `None` if the build root lacks the package.
+    pub version: Option<String>,
+    /// Text of the package's copyright file.
+    pub copyright: Option<String>,
 }
 
 /// Returns the kernel for `board`, building it when the cache has none for
@@ -173,6 +189,9 @@ fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, 
         config: entry.join("config"),
         key: key.clone(),
         cached: true,
+        source_version: source_version.clone(),
+        lsm,
+        stub_package: stub_package(&root)?,
     };
     if plan_only {
         return Ok(KernelOutput { cached: entry.join(COMPLETE_MARKER).is_file(), ..output });
@@ -449,19 +468,26 @@ pub fn toolchain_root(cache: &Cache) -> Result<PathBuf, KernelError> {
 
 /// Reads the linux-source-6.12 version from the build root's dpkg status.
 fn source_version(root: &Path) -> Result<String, KernelError> {
+    package_version(root, "linux-source-6.12")?.ok_or_else(|| KernelError::SourceVersion(root.to_path_buf()))
+}
+
+/// Returns the version of installed package `name` from the dpkg status of
+/// the build root, or `None` when it is not installed.
+fn package_version(root: &Path, name: &str) -> Result<Option<String>, KernelError> {
     let status_path = root.join("var/lib/dpkg/status");
     let status = fs::read_to_string(&status_path).map_err(io("read", &status_path))?;
-    let mut in_package = false;
-    for line in status.lines() {
-        if let Some(name) = line.strip_prefix("Package: ") {
-            in_package = name == "linux-source-6.12";
-        } else if in_package {
-            if let Some(version) = line.strip_prefix("Version: ") {
-                return Ok(version.to_string());
-            }
-        }
-    }
-    Err(KernelError::SourceVersion(root.to_path_buf()))
+    let entry = crate::deb822::parse(&status).into_iter().find(|entry| entry.first_line("Package") == Some(name));
+    Ok(entry.and_then(|entry| entry.first_line("Version").map(str::to_string)))
+}
+
+/// Package that provides the EFI stub, whose file is [`STUB_IN_ROOT`].
+const STUB_PACKAGE: &str = "systemd-boot-efi";
+
+/// Reads the version and copyright file of the stub's package in the build
+/// root, for the SBOM.
+fn stub_package(root: &Path) -> Result<StubPackage, KernelError> {
+    let copyright = crate::debpkg::resolve_in_root(root, &Path::new("usr/share/doc").join(STUB_PACKAGE).join("copyright")).and_then(|path| fs::read_to_string(path).ok());
+    Ok(StubPackage { name: STUB_PACKAGE, version: package_version(root, STUB_PACKAGE)?, copyright })
 }
 
 fn prepare_inputs(in_dir: &Path, fragments: &[(String, Vec<u8>)], generated: &str, cert_pem: &[u8], boot_policy: &str) -> Result<(), KernelError> {

@@ -8,6 +8,9 @@
 
 pub mod board;
 pub mod config;
+pub mod deb822;
+pub mod debpkg;
+pub mod dep5;
 pub mod manifest;
 pub mod size;
 pub mod verity;
@@ -16,6 +19,7 @@ pub mod sign;
 pub mod initramfs;
 pub mod uki;
 pub mod disk;
+pub mod build_record;
 pub mod cache;
 pub mod cache_keys;
 pub mod digest;
@@ -31,6 +35,7 @@ pub mod policy_cmd;
 pub mod progress;
 pub mod rootfs;
 pub mod run;
+pub mod sbom;
 pub mod signing;
 pub mod tool;
 pub mod verify;

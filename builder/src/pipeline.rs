@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::ext4::{self, Ext4Params};
 use crate::manifest::{self, Manifest};
 use crate::rootfs::{self, ReleaseInfo};
-use crate::{disk, initramfs, kernel, keys, policy, sign, uki, verity};
+use crate::{build_record, disk, initramfs, kernel, keys, policy, sbom, sign, uki, verity};
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -125,12 +125,6 @@ pub struct BuildSummary {
     pub seconds: f64,
 }
 
-#[derive(Serialize)]
-struct StageTime {
-    stage: &'static str,
-    seconds: f64,
-}
-
 /// Removes the work folder when the build ends, and after a failure also
 /// the output folders this build created, so a failed build leaves nothing
 /// new behind.
@@ -162,8 +156,8 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let started = Instant::now();
     let mut times = Vec::new();
     let mut stage_start = Instant::now();
-    let mut lap = |stage: &'static str, times: &mut Vec<StageTime>| {
-        times.push(StageTime { stage, seconds: stage_start.elapsed().as_secs_f64() });
+    let mut lap = |stage: &'static str, times: &mut Vec<build_record::StageTime>| {
+        times.push(build_record::StageTime { stage, seconds: stage_start.elapsed().as_secs_f64() });
         stage_start = Instant::now();
     };
 
@@ -282,8 +276,15 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     }
     write("policy.pol", policy_text.as_bytes())?;
     write("cmdline", cmdline.as_bytes())?;
-    let build_json = build_record(&board, &manifest, options, &tree.packages, &ext4_out, &verity_info, &kernel_out, &result_dir, &times)?;
-    write("build.json", build_json.as_bytes())?;
+    // The SBOM names the disk's digest, and build.json the digests of all
+    // outputs, the SBOM included: hash each file once, in that order.
+    let mut outputs = build_record::output_digests(&result_dir)?;
+    let init = init_input(&signing_inputs.init, options.init.as_deref());
+    let sbom_text = sbom_document(&board, &manifest, &tree.debs, &kernel_out, &init, &outputs, &root_hash, options.epoch)?;
+    write(sbom::FILE_NAME, sbom_text.as_bytes())?;
+    outputs.insert(sbom::FILE_NAME.into(), serde_json::Value::String(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(sbom_text.as_bytes()))));
+    let record = build_record::RecordInput { board: &board, manifest: &manifest, options, packages: &tree.packages, ext4_out: &ext4_out, verity_info: &verity_info, kernel_out: &kernel_out, outputs, times: &times };
+    write(build_record::FILE_NAME, build_record::render(record)?.as_bytes())?;
     if options.unsigned {
         write_signing_inputs(&result_dir.join(SIGNING_INPUTS_DIR), &signing_inputs)?;
     }
@@ -303,6 +304,48 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         root_hash,
         kernel_cached: kernel_out.cached,
         seconds,
+    })
+}
+
+/// Describes the init for the SBOM: built from `builder/init`, or the
+/// binary given with `--init`.
+fn init_input(binary: &[u8], init_option: Option<&Path>) -> sbom::InitInput {
+    use sha2::Digest;
+    let sha256 = hex::encode(sha2::Sha256::digest(binary));
+    if init_option.is_some() {
+        return sbom::InitInput { sha256, version: None, licence: None, comment: "The initramfs /init, a prebuilt binary given with --init.".into() };
+    }
+    let (version, licence) = crate::init_build::crate_version_and_licence();
+    let glibc = crate::init_build::host_glibc_version().map(|version| format!(" (libc6-dev {version})")).unwrap_or_default();
+    let comment = format!("The initramfs /init, built from builder/init and statically linked with the host's glibc{glibc}.");
+    sbom::InitInput { sha256, version, licence, comment }
+}
+
+/// Builds the SBOM from the stage outputs; `outputs` must hold the digest
+/// of `disk.raw`.
+#[allow(clippy::too_many_arguments)]
+fn sbom_document(board: &Board, manifest: &Manifest, debs: &[crate::debpkg::DebPackage], kernel_out: &kernel::KernelOutput, init: &sbom::InitInput, outputs: &serde_json::Map<String, serde_json::Value>, root_hash: &str, epoch: u64) -> Result<String, Error> {
+    let disk_sha256 = outputs.get("disk.raw").and_then(|value| value.as_str()).ok_or_else(|| Error::Internal("disk.raw is missing from the outputs".into()))?;
+    let bzimage_sha256 = crate::digest::sha256_file(&kernel_out.bzimage).map_err(|source| Error::io("read", &kernel_out.bzimage, source))?;
+    let stub_sha256 = crate::digest::sha256_file(&kernel_out.stub).map_err(|source| Error::io("read", &kernel_out.stub, source))?;
+    let suite = match &manifest.source {
+        manifest::RootfsSource::Debian { suite, .. } => Some(suite.as_str()),
+        _ => None,
+    };
+    sbom::document(&sbom::SbomInput {
+        board: &board.name,
+        release: &board.release.to_string(),
+        epoch,
+        suite,
+        debs,
+        kernel_version: &kernel_out.source_version,
+        kernel_lsm: kernel_out.lsm,
+        bzimage_sha256: &bzimage_sha256,
+        stub: &kernel_out.stub_package,
+        stub_sha256: &stub_sha256,
+        init,
+        disk_sha256,
+        root_hash,
     })
 }
 
@@ -485,76 +528,6 @@ fn disk_partitions(
         state,
     };
     Ok(disk::appliance_partitions(disk_guid, image)?)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_record(
-    board: &Board,
-    manifest: &Manifest,
-    options: &ImageOptions,
-    packages: &[String],
-    ext4_out: &ext4::Ext4Output,
-    verity_info: &verity::VerityInfo,
-    kernel_out: &kernel::KernelOutput,
-    result_dir: &Path,
-    times: &[StageTime],
-) -> Result<String, Error> {
-    let outputs = output_digests(result_dir)?;
-    let mut inputs = serde_json::Map::new();
-    for path in [&board.path, &manifest.path].into_iter().chain(board.kernel.config.iter()) {
-        let digest = crate::digest::sha256_file(path).map_err(|source| Error::io("read", path, source))?;
-        inputs.insert(path.display().to_string(), serde_json::Value::String(digest));
-    }
-    let record = serde_json::json!({
-        "board": board.name,
-        "release": board.release.to_string(),
-        "unsigned": options.unsigned,
-        "source_date_epoch": options.epoch,
-        "inputs": inputs,
-        "outputs": outputs,
-        "packages": packages,
-        "kernel": { "cache_key": kernel_out.key, "bzimage_sha256": crate::digest::sha256_file(&kernel_out.bzimage).unwrap_or_default() },
-        "verity": {
-            "root_hash": hex::encode(verity_info.root_hash),
-            "salt": hex::encode(&verity_info.salt),
-            "uuid": hex::encode(verity_info.uuid),
-            "data_blocks": verity_info.data_blocks,
-            "hash_algorithm": "sha256",
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-        },
-        "rootfs_files": ext4_out.files,
-        "tools": tool_versions(),
-        "timings": times,
-    });
-    serde_json::to_string_pretty(&record).map_err(|e| Error::Internal(format!("serialising build.json: {e}")))
-}
-
-/// Returns the SHA-256 of every file in `dir` (not of folders), by name.
-pub fn output_digests(dir: &Path) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-    let mut outputs = serde_json::Map::new();
-    let mut names: Vec<_> = fs::read_dir(dir).map_err(|source| Error::io("read", dir, source))?.flatten().filter(|e| e.path().is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    names.sort();
-    for name in names {
-        let path = dir.join(&name);
-        outputs.insert(name, serde_json::Value::String(crate::digest::sha256_file(&path).map_err(|source| Error::io("read", &path, source))?));
-    }
-    Ok(outputs)
-}
-
-fn tool_versions() -> serde_json::Value {
-    let mut versions = serde_json::Map::new();
-    versions.insert("applbuild".into(), env!("CARGO_PKG_VERSION").into());
-    for (name, args) in [("mke2fs", &["-V"][..]), ("mmdebstrap", &["--version"][..])] {
-        if let Some(path) = crate::tool::find(name) {
-            if let Ok(output) = std::process::Command::new(path).args(args).output() {
-                let text = if output.stdout.is_empty() { output.stderr } else { output.stdout };
-                let first = String::from_utf8_lossy(&text).lines().next().unwrap_or_default().to_string();
-                versions.insert(name.into(), first.into());
-            }
-        }
-    }
-    serde_json::Value::Object(versions)
 }
 
 /// Renames the finished result into place, replacing an older build of the

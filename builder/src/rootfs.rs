@@ -5,9 +5,12 @@
 //! a tarball, or a directory. Then: merged-/usr links, busybox applet links,
 //! the manifest's overlays, generated files (os-release, hostname, the
 //! nftables ruleset), file modes and owners, removal of docs and caches, and
-//! every timestamp set to `SOURCE_DATE_EPOCH`.
+//! every timestamp set to `SOURCE_DATE_EPOCH`. For Debian sources it also
+//! records the facts about each package that the SBOM needs (see
+//! [`crate::debpkg`]), reading copyright files before the docs are removed.
 
 use crate::cache::Cache;
+use crate::debpkg::{self, DebPackage};
 use crate::manifest::{Firewall, ForwardRule, Manifest, RootfsSource};
 use crate::progress;
 use crate::tool::{self, ToolError};
@@ -29,6 +32,8 @@ pub enum RootfsError {
     MissingFile { manifest: PathBuf, path: String },
     #[error("the root tree has no /sbin/init; add a package or overlay that provides it")]
     NoInit,
+    #[error("{deb}: the control data has no {field} field; delete the file from the package cache so that it is downloaded again")]
+    Control { deb: PathBuf, field: &'static str },
 }
 
 impl RootfsError {
@@ -60,6 +65,8 @@ pub struct RootfsOutput {
     pub dir: PathBuf,
     /// Debian packages as `name version`, sorted; empty for other sources.
     pub packages: Vec<String>,
+    /// The same packages with their SBOM facts, sorted by name.
+    pub debs: Vec<DebPackage>,
 }
 
 /// Release facts written into the tree.
@@ -74,7 +81,7 @@ pub struct ReleaseInfo<'a> {
 pub fn build(manifest: &Manifest, release: &ReleaseInfo, cache: &Cache, work: &Path) -> Result<RootfsOutput, RootfsError> {
     let started = Instant::now();
     let dir = work.join("root");
-    let packages = match &manifest.source {
+    let debs = match &manifest.source {
         RootfsSource::Debian { suite, mirror, packages } => debian(manifest, suite, mirror, packages, cache, work, &dir)?,
         RootfsSource::Tarball { path } => {
             fs::create_dir_all(&dir).map_err(io("create", &dir))?;
@@ -108,16 +115,20 @@ pub fn build(manifest: &Manifest, release: &ReleaseInfo, cache: &Cache, work: &P
     }
     set_times(&dir, release.epoch)?;
 
+    let mut packages: Vec<String> = debs.iter().map(|deb| format!("{} {}", deb.name, deb.version)).collect();
+    packages.sort();
     tracing::info!(packages = packages.len(), seconds = started.elapsed().as_secs(), "rootfs: assembled {}", dir.display());
-    Ok(RootfsOutput { dir, packages })
+    Ok(RootfsOutput { dir, packages, debs })
 }
 
 /// Runs mmdebstrap's extract variant with the manifest's packages and their
-/// dependencies, keeping downloaded .deb files in the cache.
-fn debian(manifest: &Manifest, suite: &str, mirror: &str, packages: &[String], cache: &Cache, work: &Path, dir: &Path) -> Result<Vec<String>, RootfsError> {
+/// dependencies, keeping downloaded .deb files in the cache, and returns
+/// the facts about the installed packages.
+fn debian(manifest: &Manifest, suite: &str, mirror: &str, packages: &[String], cache: &Cache, work: &Path, dir: &Path) -> Result<Vec<DebPackage>, RootfsError> {
     let debs = cache.dir("debs").join(suite);
     fs::create_dir_all(&debs).map_err(io("create", &debs))?;
     let list = work.join("packages.txt");
+    let index = work.join("packages-index.txt");
     let bar = progress::spinner("rootfs");
     bar.set_message(format!("mmdebstrap {suite}: {}", packages.join(" ")));
     let mut cmd = tool::command(tool::MMDEBSTRAP);
@@ -130,6 +141,10 @@ fn debian(manifest: &Manifest, suite: &str, mirror: &str, packages: &[String], c
         .arg(format!("--setup-hook=sync-in {} /var/cache/apt/archives/", debs.display()))
         .arg(format!("--extract-hook=sync-out /var/cache/apt/archives {}", debs.display()))
         .arg(format!("--extract-hook=cd \"$1\"/var/cache/apt/archives && ls *.deb > {}", list.display()))
+        // The archive index entries of these packages (file name in the
+        // pool, SHA-256), read with the apt configuration of this run
+        // because mmdebstrap removes the package lists at the end.
+        .arg(format!("--extract-hook=APT_CONFIG=\"$MMDEBSTRAP_APT_CONFIG\" apt-cache show $(sed 's/_.*//' {} | sort -u) > {}", list.display(), index.display()))
         .arg(suite)
         .arg(dir)
         .arg(mirror);
@@ -147,9 +162,9 @@ fn debian(manifest: &Manifest, suite: &str, mirror: &str, packages: &[String], c
     // The cache contains every version ever downloaded, so the list names
     // exactly the files of this build.
     let text = fs::read_to_string(&list).map_err(io("read", &list))?;
-    let mut installed: Vec<String> = text.lines().filter_map(deb_name_version).collect();
-    installed.sort();
-    Ok(installed)
+    let files: Vec<String> = text.lines().map(str::trim).filter(|file| file.ends_with(".deb")).map(str::to_string).collect();
+    let index_text = fs::read_to_string(&index).map_err(io("read", &index))?;
+    debpkg::collect(&debs, &files, dir, &index_text, mirror)
 }
 
 /// The package-download cache key of `manifest`: `<suite>-<hash>` over the
@@ -168,15 +183,6 @@ pub fn debs_key(manifest: &Manifest) -> Option<String> {
         key.add_str(package);
     }
     Some(format!("{suite}-{}", key.short_hex()))
-}
-
-/// Turns `nftables_1.1.3-1_amd64.deb` into `nftables 1.1.3-1`.
-fn deb_name_version(file: &str) -> Option<String> {
-    let stem = file.strip_suffix(".deb")?;
-    let mut parts = stem.split('_');
-    let name = parts.next()?;
-    let version = parts.next()?.replace("%3a", ":");
-    Some(format!("{name} {version}"))
 }
 
 /// Adds the merged-/usr links (`/bin` → `usr/bin`, …) that package
@@ -414,11 +420,5 @@ mod tests {
         assert!(rules.contains("tcp dport { 22, 443 } accept"));
         assert!(rules.contains("udp dport { 53 } accept"));
         assert!(!rules.contains("l4proto"), "ICMP must not be allowed when allow_icmp is false");
-    }
-
-    #[test]
-    fn deb_file_names_give_name_and_version() {
-        assert_eq!(deb_name_version("busybox-static_1%3a1.37.0-6_amd64.deb"), Some("busybox-static 1:1.37.0-6".to_string()));
-        assert_eq!(deb_name_version("README"), None);
     }
 }

@@ -104,8 +104,15 @@ pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Er
     fs::remove_dir_all(&inputs_dir).map_err(|source| Error::io("remove", &inputs_dir, source))?;
     record["unsigned"] = serde_json::Value::Bool(false);
     // As in a one-step build, the digests cover every output but build.json itself.
-    let mut outputs = pipeline::output_digests(dir)?;
+    let mut outputs = crate::build_record::output_digests(dir)?;
     outputs.remove("build.json");
+    // The SBOM names the digest of disk.raw, which signing changed.
+    let sbom_path = dir.join(crate::sbom::FILE_NAME);
+    if let (Ok(sbom_text), Some(disk_sha256)) = (fs::read_to_string(&sbom_path), outputs.get("disk.raw").and_then(|value| value.as_str())) {
+        let updated = crate::sbom::update_image_checksum(&sbom_text, disk_sha256)?;
+        write_replacing(&sbom_path, updated.as_bytes())?;
+        outputs.insert(crate::sbom::FILE_NAME.into(), serde_json::Value::String(hex::encode(Sha256::digest(updated.as_bytes()))));
+    }
     record["outputs"] = serde_json::Value::Object(outputs);
     let text = serde_json::to_string_pretty(&record).map_err(|err| Error::Internal(format!("serialising build.json: {err}")))?;
     write_replacing(&record_path, text.as_bytes())?;

@@ -13,6 +13,7 @@ pub struct Tool {
 }
 
 pub const MMDEBSTRAP: Tool = Tool { program: "mmdebstrap", package: "mmdebstrap" };
+pub const DPKG_DEB: Tool = Tool { program: "dpkg-deb", package: "dpkg" };
 pub const MKE2FS: Tool = Tool { program: "mke2fs", package: "e2fsprogs" };
 pub const E2FSCK: Tool = Tool { program: "e2fsck", package: "e2fsprogs" };
 pub const DEBUGFS: Tool = Tool { program: "debugfs", package: "e2fsprogs" };
@@ -26,7 +27,7 @@ pub const QEMU: Tool = Tool { program: "qemu-system-x86_64", package: "qemu-syst
 pub const CARGO: Tool = Tool { program: "cargo", package: "cargo (rustup)" };
 
 /// Every tool `applbuild image` runs on the host.
-pub const IMAGE_TOOLS: &[Tool] = &[MMDEBSTRAP, MKE2FS, E2FSCK, DEBUGFS, TAR, CP, TOUCH, CHROOT, MOUNT, UMOUNT];
+pub const IMAGE_TOOLS: &[Tool] = &[MMDEBSTRAP, DPKG_DEB, MKE2FS, E2FSCK, DEBUGFS, TAR, CP, TOUCH, CHROOT, MOUNT, UMOUNT];
 
 /// Errors of running an external tool.
 #[derive(Debug, thiserror::Error)]

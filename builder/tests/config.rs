@@ -5,6 +5,8 @@
 //! Fixture paths are relative to the crate folder, which `cargo test` uses as
 //! the working directory, so messages show short, machine-independent paths.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
@@ -881,38 +883,9 @@ fn messages_print_for_proofreading() {
 // ---------------------------------------------------------------------------
 // Reference pages
 
-const REFERENCE_BEGIN: &str = "<!-- settings-reference:begin -->\n";
-const REFERENCE_END: &str = "<!-- settings-reference:end -->";
-
-/// Returns the byte range of the generated part of a docs page, between
-/// the markers.
-fn reference_range(page: &str) -> Option<std::ops::Range<usize>> {
-    let start = page.find(REFERENCE_BEGIN)? + REFERENCE_BEGIN.len();
-    let end = start + page.get(start..)?.find(REFERENCE_END)?;
-    Some(start..end)
-}
-
-/// Compares the generated part of a docs page with the settings table. With
-/// APPLBUILD_BLESS=1 in the environment it rewrites the part instead.
+/// Compares the generated part of a docs page with the settings table.
 fn check_reference_page(page: &str, sections: &[Section]) {
-    let path = repo_root().join(page);
-    let mut text = fs::read_to_string(&path).unwrap_or_else(|error| panic!("{page}: {error}"));
-    let expected = config::render_reference(sections);
-    let Some(range) = reference_range(&text) else {
-        panic!("{page} lacks the markers {REFERENCE_BEGIN:?} and {REFERENCE_END:?}");
-    };
-
-    if std::env::var_os("APPLBUILD_BLESS").is_some() {
-        text.replace_range(range, &expected);
-        fs::write(&path, text).unwrap_or_else(|error| panic!("{page}: {error}"));
-        return;
-    }
-    assert!(
-        text[range] == expected,
-        "{page} is out of date with the settings table. Run \
-         `APPLBUILD_BLESS=1 cargo test -p applbuild --test config reference` to regenerate it.\n\
-         Expected:\n{expected}"
-    );
+    common::check_generated_section(page, "settings-reference", &config::render_reference(sections), "config reference");
 }
 
 #[test]

@@ -457,7 +457,7 @@ fn unsigned_then_sign_matches_signed_build() {
 
     let output = Command::new(binary).arg("sign").arg(&unsigned).arg("--key").arg(&keys_dir).output().expect("run applbuild sign");
     assert!(output.status.success(), "applbuild sign failed: {}", String::from_utf8_lossy(&output.stderr));
-    for name in ["disk.raw", "uki.efi", "roothash.p7s", "policy.p7s", "policy.pol", "roothash", "cmdline"] {
+    for name in ["disk.raw", "uki.efi", "roothash.p7s", "policy.p7s", "policy.pol", "roothash", "cmdline", "sbom.spdx.json"] {
         let status = Command::new("cmp").arg(signed.join(name)).arg(unsigned.join(name)).status().expect("run cmp");
         assert!(status.success(), "{name} differs from the one-step signed build");
     }

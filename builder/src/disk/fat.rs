@@ -745,7 +745,7 @@ impl FatTimestamp {
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day),
 /// counting in 400-year eras that start on March 1st so leap days fall last.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     const DAYS_PER_ERA: u64 = 146_097;
     // Days from 0000-03-01 to 1970-01-01.
     const UNIX_EPOCH_SHIFT: u64 = 719_468;

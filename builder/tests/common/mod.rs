@@ -34,3 +34,28 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Compares the part of docs page `page` (relative to the repository)
+/// between `<!-- {marker}:begin -->` and `<!-- {marker}:end -->` with
+/// `expected`. With APPLBUILD_BLESS=1 in the environment it rewrites the
+/// part instead. `filter` is the `cargo test` filter named in the message.
+pub fn check_generated_section(page: &str, marker: &str, expected: &str, filter: &str) {
+    let path = repo().join(page);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{page}: {error}"));
+    let begin = format!("<!-- {marker}:begin -->\n");
+    let end = format!("<!-- {marker}:end -->");
+    let range = text.find(&begin).map(|start| start + begin.len()).and_then(|start| text[start..].find(&end).map(|length| start..start + length));
+    let Some(range) = range else {
+        panic!("{page} lacks the markers {begin:?} and {end:?}");
+    };
+
+    if std::env::var_os("APPLBUILD_BLESS").is_some() {
+        text.replace_range(range, expected);
+        std::fs::write(&path, text).unwrap_or_else(|error| panic!("{page}: {error}"));
+        return;
+    }
+    assert!(
+        text[range] == *expected,
+        "{page} is out of date with the code. Run `APPLBUILD_BLESS=1 cargo test -p applbuild --test {filter}` to regenerate it.\nExpected:\n{expected}"
+    );
+}
