@@ -102,12 +102,15 @@ fn check_uefi_board(board: &Board, root: &Path) {
             root.join("boards/kernel/x86_64-uefi.config")
         ]
     );
-    assert_eq!(board.kernel.cmdline, "console=ttyS0 console=tty0");
+    assert_eq!(board.kernel.cmdline, "console=tty0 console=ttyS0");
     assert_eq!(board.disk.size, Bytes(2 * GIB));
     assert_eq!(board.disk.state, Some(Bytes(256 * MIB)));
     assert_eq!(board.keys.dir, root.join("boards/../keys/release"));
     assert!(!board.keys.create_if_missing);
     assert_eq!(board.qemu.memory, Bytes(GIB));
+    assert_eq!(board.qemu.disk_bus, "nvme");
+    assert_eq!(board.qemu.nic_model, "e1000e");
+    assert_eq!(board.qemu.nics, 2);
 }
 
 /// The UEFI board names release keys, which are never committed. In the
