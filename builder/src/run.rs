@@ -126,9 +126,8 @@ fn qemu_command(options: &RunOptions, vars: &Path, kvm: bool) -> Command {
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
     // snapshot=on keeps the built image unchanged by the guest.
-    cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", options.disk.display()));
-    for extra in &options.extra_disks {
-        cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", extra.display()));
+    for disk in std::iter::once(&options.disk).chain(&options.extra_disks) {
+        cmd.arg("-drive").arg(format!("if=virtio,format={},snapshot=on,file={}", disk_format(disk), disk.display()));
     }
     cmd.args(["-nic", "user,model=virtio-net-pci", "-device", "virtio-rng-pci", "-no-reboot"]);
     if options.test {
@@ -137,6 +136,16 @@ fn qemu_command(options: &RunOptions, vars: &Path, kvm: bool) -> Command {
         cmd.arg("-nographic");
     }
     cmd
+}
+
+/// Magic bytes at the start of a qcow2 image ("QFI" 0xFB).
+const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+
+/// Returns `qcow2` for a file that starts with the qcow2 magic, else `raw`.
+pub fn disk_format(path: &Path) -> &'static str {
+    let mut magic = [0u8; 4];
+    let is_qcow2 = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok() && magic == QCOW2_MAGIC;
+    if is_qcow2 { "qcow2" } else { "raw" }
 }
 
 /// Boots the image. Interactive runs return when QEMU exits; `--test` runs
