@@ -394,7 +394,7 @@ mod tests {
     fn partial_last_block_hashes_only_image_bytes() {
         let size = 2 * BLOCK_SIZE + 512;
         let image = image_with(&[(size - 1, b"z")], size);
-        let bmap = Bmap::create(image.path(), &[size - 512..size]).expect("create");
+        let bmap = Bmap::create(image.path(), std::slice::from_ref(&(size - 512..size))).expect("create");
         assert_eq!(bmap.blocks_count(), 3);
         assert_eq!(bmap.mapped_bytes(), 512);
         let mut expected = vec![0u8; 512];
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn range_past_the_image_is_rejected() {
         let image = image_with(&[], BLOCK_SIZE);
-        let error = Bmap::create(image.path(), &[0..BLOCK_SIZE + 1]).expect_err("past the end");
+        let error = Bmap::create(image.path(), std::slice::from_ref(&(0..BLOCK_SIZE + 1))).expect_err("past the end");
         assert!(matches!(error, BmapError::OutOfImage { .. }), "{error}");
     }
 

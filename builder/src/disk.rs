@@ -490,7 +490,8 @@ pub fn write_image(
 ///
 /// [`DiskError::ReadImage`] when the ESP cannot be read from the image.
 pub fn mapped_ranges(image: &Path, layout: &Layout) -> Result<Vec<Range<u64>>, DiskError> {
-    let mut ranges = vec![0..layout.first_usable_lba * SECTOR_SIZE];
+    let mut ranges = Vec::with_capacity(layout.partitions.len() + 2);
+    ranges.push(0..layout.first_usable_lba * SECTOR_SIZE);
     for entry in &layout.partitions {
         let len = match entry.type_guid {
             ESP => esp_used_len(image, entry)?.unwrap_or(entry.size()),

@@ -6,12 +6,13 @@
 //! 1. Load the image's GPT and its block map (`disk.bmap` beside
 //!    `disk.raw`, see [`crate::bmap`]); without one, `--no-bmap` maps every
 //!    block.
-//! 2. Refuse the target when it is not a block device (unless
-//!    `--force-file` and it is a regular file), holds the running system's
-//!    root file system, is mounted (itself or a partition), used as swap,
-//!    held by device-mapper or md (`holders` in sysfs), has logical sectors
-//!    other than 512 bytes, or is smaller than the image. Refusals happen
-//!    before the target is opened for writing.
+//! 2. Refuse a target that is not a block device, unless `--force-file`
+//!    is given and it is a regular file. Refuse a block device that holds
+//!    the running system's root file system, is mounted (itself or a
+//!    partition), is used as swap or held by device-mapper or md
+//!    (`holders` in sysfs). Refuse logical sectors other than 512 bytes and
+//!    a device smaller than the image. All refusals happen before the
+//!    target is opened for writing.
 //! 3. Ask for confirmation on the terminal unless `--yes`.
 //! 4. Open the device with `O_EXCL`, so the kernel refuses while it is
 //!    mounted or opened exclusively elsewhere, and write the mapped ranges.
@@ -70,7 +71,7 @@ pub enum FlashError {
     /// The image or bmap given cannot be flashed.
     #[error("{message}")]
     BadInput {
-        /// What is wrong, naming the file.
+        /// Description of the problem, naming the file.
         message: String,
         /// How to fix it.
         hint: Option<String>,
@@ -83,7 +84,7 @@ pub enum FlashError {
     /// An I/O call failed.
     #[error("failed to {action} {path}: {source}")]
     Io {
-        /// What was being done.
+        /// The action that failed.
         action: &'static str,
         /// The file or device.
         path: PathBuf,
@@ -137,7 +138,7 @@ impl FlashError {
         }
     }
 
-    /// A fix, where one is known.
+    /// Returns a fix, where one is known.
     pub fn hint(&self) -> Option<String> {
         match self {
             FlashError::Refused { hint, .. } | FlashError::BadInput { hint, .. } => hint.clone(),
@@ -163,7 +164,7 @@ pub struct FlashOptions {
     pub yes: bool,
 }
 
-/// What a finished flash did, printed as JSON with `--json`.
+/// Summary of a finished flash, printed as JSON with `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlashSummary {
     pub image: PathBuf,
@@ -814,10 +815,10 @@ mod tests {
 
     #[test]
     fn dev_number_matches_glibc() {
-        // makedev(8, 1) and makedev(259, 65536) as glibc encodes them.
+        // makedev(8, 1) and makedev(259, 0x10001) as glibc encodes them:
+        // minor bits 8 and up move to bit 20.
         assert_eq!(dev_number(0x801), (8, 1));
-        let rdev = ((259u64 & 0xfff) << 8) | ((259u64 & !0xfff) << 32) | (65536u64 & 0xff) | ((65536u64 & !0xff) << 12);
-        assert_eq!(dev_number(rdev), (259, 65536));
+        assert_eq!(dev_number(0x1001_0301), (259, 0x10001));
     }
 
     #[test]

@@ -151,7 +151,7 @@ fn bad_inputs_exit_2_and_write_nothing() {
     let other_bmap = image.dir.path().join("other.bmap");
     let other_image = image.dir.path().join("other.raw");
     fs::write(&other_image, vec![1u8; 8192]).expect("write image");
-    fs::write(&other_bmap, Bmap::create(&other_image, &[0..8192]).expect("bmap").to_xml()).expect("write bmap");
+    fs::write(&other_bmap, Bmap::create(&other_image, std::slice::from_ref(&(0..8192))).expect("bmap").to_xml()).expect("write bmap");
     let truncated = image.dir.path().join("short.raw");
     fs::write(&truncated, vec![0u8; 4096 + 1]).expect("write image");
 
@@ -232,7 +232,18 @@ impl Loop {
         }
         let path = run(command.arg(file)).trim().to_owned();
         assert!(path.starts_with("/dev/loop"), "losetup printed {path:?}");
-        Loop(PathBuf::from(path))
+        let device = Loop(PathBuf::from(path));
+        if partscan {
+            device.add_partitions();
+        }
+        device
+    }
+
+    /// Tells the kernel the partitions in the device's table. A kernel
+    /// without a GPT parser (no CONFIG_EFI_PARTITION) ignores --partscan,
+    /// so partx reads the table and adds them with BLKPG.
+    fn add_partitions(&self) {
+        run(Command::new("partx").arg("-u").arg(&self.0));
     }
 
     fn partition(&self, number: u32) -> PathBuf {
@@ -333,7 +344,7 @@ fn flash_to_larger_loop_device_passes_sgdisk_and_verity() {
     assert_eq!(layout.disk_size, device_size);
 
     run(applbuild().arg("verify").arg(&device.0).arg("--cert").arg(repo().join("keys/test/cert.pem")));
-    run(Command::new("blockdev").arg("--rereadpt").arg(&device.0));
+    device.add_partitions();
     let (root, hash) = (device.partition(2), device.partition(3));
     wait_for(&root);
     wait_for(&hash);
