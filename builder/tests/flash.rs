@@ -331,7 +331,7 @@ fn flash_to_larger_loop_device_passes_sgdisk_and_verity() {
     let image_size = fs::metadata(&raw).expect("image").len();
     let work = tempfile::tempdir().expect("temp dir");
     let device_size = image_size + 100 * MIB;
-    let device = Loop::attach(&backing_file(work.path(), "loop.img", device_size), true);
+    let device = Loop::attach(&backing_file(work.path(), "loop.img", device_size), false);
 
     let output = flash(&[&raw, &device.0], &["--yes"]);
     assert!(output.status.success(), "{}", stderr(&output));
