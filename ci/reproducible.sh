@@ -16,7 +16,7 @@ if [ ! -f "$a/qemu-x86_64/1.0.0/disk.raw" ]; then
 fi
 $applbuild image boards/qemu-x86_64.toml --keys keys/test --out "$b"
 status=0
-for name in disk.raw uki.efi roothash roothash.p7s policy.pol policy.p7s sbom.spdx.json; do
+for name in disk.raw disk.bmap uki.efi roothash roothash.p7s policy.pol policy.p7s sbom.spdx.json; do
 	if cmp "$a/qemu-x86_64/1.0.0/$name" "$b/qemu-x86_64/1.0.0/$name"; then
 		echo "identical: $name"
 	else

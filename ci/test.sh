@@ -51,6 +51,9 @@ cargo test --release --locked -p applbuild --test sbom -- --ignored
 echo "== rootfs from a directory and a tarball"
 cargo test --release --locked -p applbuild --test sources -- --ignored
 
+echo "== flash: bmaptool with disk.bmap, loop devices, refusals, qcow2 (builder/tests/flash.rs)"
+cargo test --release --locked -p applbuild --test flash -- --ignored
+
 echo "== boot in QEMU"
 $applbuild run --test boards/qemu-x86_64.toml --out "$work/a"
 

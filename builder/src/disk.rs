@@ -26,6 +26,12 @@
 //!
 //! [`write_image`] writes the image sparsely: it sets the file length, then
 //! writes only the 4096-byte blocks of partition contents that are not zero.
+//!
+//! [`mapped_ranges`] names the bytes of the image that a flasher must write
+//! (the block map of `disk.bmap`): the protective MBR and both GPT copies,
+//! every partition in full, except an EFI System Partition with a FAT32
+//! volume, which is mapped up to the end of its highest allocated cluster.
+//! The gaps between partitions are not mapped.
 
 mod fat;
 mod fat_read;
@@ -34,6 +40,7 @@ mod gpt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -45,7 +52,8 @@ pub use uuid::Uuid;
 pub use fat::{make_esp, FatError};
 pub(crate) use fat::civil_from_days;
 pub use fat_read::{FatReadError, FatVolume};
-pub use gpt::{read_layout, GptError, Layout, PartitionEntry, PARTITION_ALIGNMENT, SECTOR_SIZE};
+pub use gpt::{read_layout, relocate, GptError, Layout, PartitionEntry, PARTITION_ALIGNMENT, SECTOR_SIZE};
+pub(crate) use gpt::encode as encode_table;
 
 /// DPS partition type of an x86-64 root file system.
 pub const ROOT_X86_64: Uuid = Uuid::from_u128(0x4f68bce3_e8cd_4db1_96e7_fbcaf984b709);
@@ -175,6 +183,17 @@ pub enum DiskError {
         name: String,
         /// The content file.
         path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// Reading a partition back from the image failed.
+    #[error("failed to read partition {name:?} from {path}: {source}")]
+    ReadImage {
+        /// The image path.
+        path: PathBuf,
+        /// The partition name.
+        name: String,
         /// The I/O error.
         source: std::io::Error,
     },
@@ -455,6 +474,44 @@ pub fn write_image(
     }
     tracing::info!(path = %out.display(), size = disk_size, partitions = layout.partitions.len(), "wrote disk image");
     Ok(layout)
+}
+
+/// Returns the byte ranges of the disk image at `image`, whose table
+/// is `layout`, that hold data, in disk order.
+///
+/// The ranges are: the protective MBR, primary header and entry array; each
+/// partition in full, except that an EFI System Partition holding a FAT32
+/// volume ends at its highest allocated cluster ([`FatVolume::used_len`]);
+/// the backup entry array and header. Partitions are mapped in full even
+/// where they read as zeros, because dm-verity needs every byte of the
+/// root, its hash tree and signature, and the state partition's ext4
+/// counts on its unwritten inode tables and journal reading as zeros.
+///
+/// # Errors
+///
+/// [`DiskError::ReadImage`] when the ESP cannot be read from the image.
+pub fn mapped_ranges(image: &Path, layout: &Layout) -> Result<Vec<Range<u64>>, DiskError> {
+    let mut ranges = Vec::with_capacity(layout.partitions.len() + 2);
+    ranges.push(0..layout.first_usable_lba * SECTOR_SIZE);
+    for entry in &layout.partitions {
+        let len = match entry.type_guid {
+            ESP => esp_used_len(image, entry)?.unwrap_or(entry.size()),
+            _ => entry.size(),
+        };
+        ranges.push(entry.offset()..entry.offset() + len.min(entry.size()));
+    }
+    ranges.push((layout.last_usable_lba + 1) * SECTOR_SIZE..layout.disk_size);
+    Ok(ranges)
+}
+
+/// Reads the ESP and returns its used length, or `None` when it does not
+/// hold a FAT32 volume (then all of it counts).
+fn esp_used_len(image: &Path, entry: &PartitionEntry) -> Result<Option<u64>, DiskError> {
+    let error = |source| DiskError::ReadImage { path: image.to_owned(), name: entry.name.clone(), source };
+    let len = usize::try_from(entry.size()).map_err(|_| error(ErrorKind::OutOfMemory.into()))?;
+    let mut bytes = vec![0u8; len];
+    File::open(image).and_then(|file| file.read_exact_at(&mut bytes, entry.offset())).map_err(error)?;
+    Ok(FatVolume::open(&bytes).ok().map(|volume| volume.used_len()))
 }
 
 fn check_root_hash(root_hash: &[u8]) -> Result<&[u8], DiskError> {

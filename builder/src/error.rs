@@ -45,6 +45,10 @@ pub enum Error {
     Cpio(#[from] crate::initramfs::CpioError),
     #[error(transparent)]
     Run(#[from] crate::run::RunError),
+    #[error(transparent)]
+    Flash(#[from] crate::flash::FlashError),
+    #[error(transparent)]
+    Bmap(#[from] crate::bmap::BmapError),
     #[error("failed to {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{failed} of {total} checks failed for {subject}")]
@@ -72,6 +76,8 @@ impl Error {
             // match its certificate) are fixed in the setup, not the build.
             Error::Key(_) => 2,
             Error::Run(err) => err.exit_code(),
+            Error::Flash(err) => err.exit_code(),
+            Error::Bmap(err) => err.exit_code(),
             Error::Pkcs11(err) => err.exit_code(),
             _ => 1,
         }
@@ -83,6 +89,7 @@ impl Error {
             Error::Rootfs(err) => err.hint(),
             Error::Ext4(err) => err.hint(),
             Error::Kernel(err) => err.hint(),
+            Error::Flash(err) => err.hint(),
             Error::Usage { hint, .. } => hint.clone(),
             _ => None,
         }

@@ -6,6 +6,7 @@
 //! (`run`, `keys`) have their own modules.
 #![forbid(unsafe_code)]
 
+pub mod bmap;
 pub mod board;
 pub mod config;
 pub mod deb822;
@@ -25,6 +26,7 @@ pub mod cache_keys;
 pub mod digest;
 pub mod error;
 pub mod ext4;
+pub mod flash;
 pub mod init_build;
 pub mod kernel;
 pub mod pipeline;

@@ -5,7 +5,7 @@ use applbuild::error::Error;
 use applbuild::pipeline::{self, ImageOptions};
 use applbuild::policy_cmd::{self, ExplainRequest};
 use applbuild::run::{self, Accel, RunOptions};
-use applbuild::{board, keys, policy_lifecycle, signing, verify};
+use applbuild::{board, flash, keys, policy_lifecycle, signing, verify};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,34 @@ enum Command {
         /// Build without the private key (only cert.pem is read) and leave the signatures to `applbuild sign`.
         #[arg(long)]
         unsigned: bool,
+        /// Also write disk.qcow2 (qemu-img convert of disk.raw, needs qemu-utils) for QEMU and cloud hosts.
+        #[arg(long)]
+        qcow2: bool,
+    },
+    /// Write a disk image to a block device: only the blocks its bmap maps, then read them back.
+    ///
+    /// Refuses (exit 2, nothing written) a target that is mounted, used as swap, held by
+    /// device-mapper or md, holds the running system's root file system, is smaller than the
+    /// image, or is not a block device. On a larger device the backup GPT is moved to the
+    /// device's end, as `sgdisk -e` does. Every written range is read back and its SHA-256
+    /// compared; a mismatch exits 1 naming the byte offset. See docs/flash.md.
+    Flash {
+        /// The disk image, e.g. out/<board>/<release>/disk.raw. Its bmap is read from the same path with the extension .bmap (disk.bmap).
+        image: PathBuf,
+        /// The block device to overwrite, e.g. /dev/sdb (the whole disk, not a partition).
+        device: PathBuf,
+        /// Read the block map from FILE instead of the one beside the image (bmap 2.0 with sha256 checksums, as bmaptool create writes).
+        #[arg(long, value_name = "FILE", conflicts_with = "no_bmap")]
+        bmap: Option<PathBuf>,
+        /// Write every block of the image, without a bmap (slower: unmapped space is written as zeros too).
+        #[arg(long)]
+        no_bmap: bool,
+        /// Allow DEVICE to be a regular file: it is created if missing and extended to the image size if shorter.
+        #[arg(long)]
+        force_file: bool,
+        /// Do not ask for confirmation. Without it, flash asks on the terminal and fails when standard input is not one.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Sign an image built with `image --unsigned`: the result is byte-identical to a one-step signed build.
     Sign {
@@ -67,7 +95,7 @@ enum Command {
     },
     /// Boot an image in QEMU under OVMF (UEFI), serial console on this terminal (quit: Ctrl-A X).
     Run {
-        /// A board file (boots OUT/<board>/<release>/disk.raw) or a disk image.
+        /// A board file (boots OUT/<board>/<release>/disk.raw) or a disk image, raw or qcow2.
         target: PathBuf,
         /// Output root folder used to find a board's image.
         #[arg(long, default_value = "out")]
@@ -283,7 +311,7 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Image { board, out, source_date_epoch, random_salt, no_cache, keys, init, unsigned } => {
+        Command::Image { board, out, source_date_epoch, random_salt, no_cache, keys, init, unsigned, qcow2 } => {
             let options = ImageOptions {
                 out: out.clone(),
                 epoch: *source_date_epoch,
@@ -293,12 +321,23 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 init: init.clone(),
                 cache: Cache::locate(),
                 unsigned: *unsigned,
+                qcow2: *qcow2,
             };
             let summary = pipeline::image(board, &options)?;
             if cli.json {
                 print_json(&summary)?;
             } else {
                 print_stdout(&format!("{}", summary.disk.display()));
+            }
+            Ok(())
+        }
+        Command::Flash { image, device, bmap, no_bmap, force_file, yes } => {
+            let options = flash::FlashOptions { image: image.clone(), target: device.clone(), bmap: bmap.clone(), no_bmap: *no_bmap, force_file: *force_file, yes: *yes };
+            let summary = flash::flash(&options)?;
+            if cli.json {
+                print_json(&summary)?;
+            } else {
+                print_stdout(&format!("wrote and verified {} in {} ranges on {} ({:.1} s){}", flash::human_size(summary.written_bytes), summary.ranges, summary.target.display(), summary.seconds, if summary.relocated_gpt { "; moved the backup GPT to its end" } else { "" }));
             }
             Ok(())
         }

@@ -37,6 +37,8 @@ pub struct ImageOptions {
     /// signatures are left empty and the key-independent inputs of the
     /// signing step are kept for `applbuild sign` (see [`SigningInputs`]).
     pub unsigned: bool,
+    /// Also write `disk.qcow2`, converted from `disk.raw` by `qemu-img`.
+    pub qcow2: bool,
 }
 
 /// Folder in an unsigned build's output with the inputs of [`sign_parts`].
@@ -260,7 +262,11 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     // UUID (derived from it) stays the same across releases.
     let disk_guid = disk::Uuid::from_bytes(derive16(board.name.as_bytes(), "disk guid"));
     let partitions = disk_partitions(disk_guid, esp, &root_image, ext4_out.size, &verity_image, verity_info.hash_size, sig_json, state.as_ref(), &verity_info.root_hash)?;
-    disk::write_image(&disk_path, board.disk.size.0, disk_guid, &partitions)?;
+    let layout = disk::write_image(&disk_path, board.disk.size.0, disk_guid, &partitions)?;
+    write_bmap(&disk_path, &layout)?;
+    if options.qcow2 {
+        convert_qcow2(&disk_path, &result_dir.join("disk.qcow2"))?;
+    }
     lap("disk", &mut times);
 
     // Artifacts.
@@ -480,6 +486,33 @@ fn check_disk_size(board: &Board, esp: u64, root: u64, verity: u64, state: bool)
         });
     }
     Ok(())
+}
+
+/// Writes `disk.bmap` beside the disk image: the ranges that
+/// [`disk::mapped_ranges`] names, with their SHA-256.
+pub fn write_bmap(disk_path: &Path, layout: &disk::Layout) -> Result<(), Error> {
+    let bmap = crate::bmap::Bmap::create(disk_path, &disk::mapped_ranges(disk_path, layout)?)?;
+    let bmap_path = disk_path.with_extension("bmap");
+    crate::signing::write_replacing(&bmap_path, bmap.to_xml().as_bytes())?;
+    tracing::info!(mapped_bytes = bmap.mapped_bytes(), ranges = bmap.ranges.len(), "disk: wrote {}", bmap_path.display());
+    Ok(())
+}
+
+/// Converts the raw disk to qcow2 with `qemu-img`. The options that could
+/// change between QEMU versions are given explicitly, so the same raw image
+/// gives the same qcow2 bytes.
+pub fn convert_qcow2(raw: &Path, qcow2: &Path) -> Result<(), Error> {
+    crate::tool::require(&[crate::tool::QEMU_IMG])?;
+    let mut cmd = crate::tool::command(crate::tool::QEMU_IMG);
+    // Written beside the destination and renamed, so a failure leaves no partial file.
+    let temp = qcow2.with_extension("qcow2.tmp");
+    cmd.args(["convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536,lazy_refcounts=off,refcount_bits=16"]).arg(raw).arg(&temp);
+    let result = crate::tool::run(&mut cmd);
+    if let Err(error) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(error.into());
+    }
+    fs::rename(&temp, qcow2).map_err(|source| Error::io("rename into", qcow2, source))
 }
 
 /// Makes an empty ext4 filesystem for the writable state partition.

@@ -15,3 +15,15 @@ pub fn spinner(stage: &str) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
+
+/// Starts a progress bar for `stage` over `total` bytes, with the rate and
+/// the time left.
+pub fn bytes(stage: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("{prefix:>8} [{elapsed}] [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+        .map(|style| style.progress_chars("=> "))
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(stage.to_string());
+    bar
+}

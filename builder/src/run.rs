@@ -111,18 +111,18 @@ fn add_disks(cmd: &mut Command, options: &RunOptions) {
     if options.disk_bus == "ahci" {
         // q35 has an AHCI controller built in; if=ide puts the disks on it.
         for disk in disks {
-            cmd.arg("-drive").arg(format!("if=ide,format=raw,snapshot=on,file={}", disk.display()));
+            cmd.arg("-drive").arg(format!("if=ide,format={},snapshot=on,file={}", disk_format(disk), disk.display()));
         }
         return;
     }
     for (index, disk) in disks.enumerate() {
         match options.disk_bus {
             "nvme" => {
-                cmd.arg("-drive").arg(format!("if=none,id=disk{index},format=raw,snapshot=on,file={}", disk.display()));
+                cmd.arg("-drive").arg(format!("if=none,id=disk{index},format={},snapshot=on,file={}", disk_format(disk), disk.display()));
                 cmd.arg("-device").arg(format!("nvme,drive=disk{index},serial=applbuild{index}"));
             }
             _ => {
-                cmd.arg("-drive").arg(format!("if=virtio,format=raw,snapshot=on,file={}", disk.display()));
+                cmd.arg("-drive").arg(format!("if=virtio,format={},snapshot=on,file={}", disk_format(disk), disk.display()));
             }
         }
     }
@@ -206,6 +206,16 @@ fn qemu_command(options: &RunOptions, vars: &Path, kvm: bool) -> Command {
         cmd.arg("-nographic");
     }
     cmd
+}
+
+/// Magic bytes at the start of a qcow2 image ("QFI" 0xFB).
+const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+
+/// Returns `qcow2` for a file that starts with the qcow2 magic, else `raw`.
+pub fn disk_format(path: &Path) -> &'static str {
+    let mut magic = [0u8; 4];
+    let is_qcow2 = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok() && magic == QCOW2_MAGIC;
+    if is_qcow2 { "qcow2" } else { "raw" }
 }
 
 /// Boots the image. Interactive runs return when QEMU exits; `--test` runs

@@ -97,6 +97,15 @@ pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Er
     })?;
     let disk_path = dir.join("disk.raw");
     write_partitions(&disk_path, &parts)?;
+    // The ESP and the signature partition changed: so did their bmap
+    // ranges and the qcow2 copy.
+    if disk_path.with_extension("bmap").exists() {
+        pipeline::write_bmap(&disk_path, &disk::read_layout(&disk_path)?)?;
+    }
+    let qcow2 = disk_path.with_extension("qcow2");
+    if qcow2.exists() {
+        pipeline::convert_qcow2(&disk_path, &qcow2)?;
+    }
 
     write_replacing(&dir.join("uki.efi"), &parts.uki)?;
     write_replacing(&dir.join("roothash.p7s"), &parts.root_sig)?;

@@ -24,6 +24,7 @@ pub const CHROOT: Tool = Tool { program: "chroot", package: "coreutils" };
 pub const MOUNT: Tool = Tool { program: "mount", package: "mount" };
 pub const UMOUNT: Tool = Tool { program: "umount", package: "mount" };
 pub const QEMU: Tool = Tool { program: "qemu-system-x86_64", package: "qemu-system-x86" };
+pub const QEMU_IMG: Tool = Tool { program: "qemu-img", package: "qemu-utils" };
 pub const CARGO: Tool = Tool { program: "cargo", package: "cargo (rustup)" };
 
 /// Every tool `applbuild image` runs on the host.

@@ -196,6 +196,18 @@ impl<'a> FatVolume<'a> {
         Ok(data)
     }
 
+    /// Returns the length in bytes from the start of the volume to the end
+    /// of its highest allocated cluster (a non-zero FAT entry), or to the
+    /// start of the data area when no cluster is allocated. Everything past
+    /// it is free space whose content the file system never reads.
+    pub fn used_len(&self) -> u64 {
+        let highest = (2..self.cluster_count + 2).rev().find(|&cluster| u32::try_from(cluster).is_ok_and(|cluster| self.fat_entry(cluster) != 0));
+        match highest {
+            Some(cluster) => self.data_offset + (cluster - 1) * self.cluster_size(),
+            None => self.data_offset,
+        }
+    }
+
     fn cluster_size(&self) -> u64 {
         self.sectors_per_cluster * self.bytes_per_sector
     }

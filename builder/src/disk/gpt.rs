@@ -508,6 +508,31 @@ fn encode_entries(partitions: &[PartitionEntry]) -> Vec<u8> {
     entries
 }
 
+/// Returns `layout` moved to a disk of `disk_size` bytes, as `sgdisk -e`
+/// does after an image is written to a larger disk: the backup header and
+/// entry array go to the new end of the disk and the last usable LBA
+/// follows them. Partitions, GUIDs and the first usable LBA are kept;
+/// [`encode`] of the result also gives a protective MBR that covers the
+/// whole new disk.
+///
+/// # Errors
+///
+/// [`GptError::InvalidDiskSize`] when `disk_size` is not a multiple of 512
+/// or is smaller than the layout's disk.
+pub fn relocate(layout: &Layout, disk_size: u64) -> Result<Layout, GptError> {
+    if !disk_size.is_multiple_of(SECTOR_SIZE) || disk_size < layout.disk_size {
+        return Err(GptError::InvalidDiskSize {
+            size: disk_size,
+            min: layout.disk_size,
+        });
+    }
+    Ok(Layout {
+        disk_size,
+        last_usable_lba: disk_size / SECTOR_SIZE - BACKUP_SECTORS - 1,
+        ..layout.clone()
+    })
+}
+
 /// Reads and checks the partition table of a disk image.
 ///
 /// Both headers must be valid with matching CRCs, describe the same disk and
@@ -522,13 +547,13 @@ pub fn read_layout(image: &Path) -> Result<Layout, GptError> {
         path: image.to_owned(),
         source,
     })?;
+    // Seeking to the end measures block devices too, whose metadata length is 0.
     let disk_size = file
-        .metadata()
+        .seek(SeekFrom::End(0))
         .map_err(|source| GptError::Open {
             path: image.to_owned(),
             source,
-        })?
-        .len();
+        })?;
     let min_size = (PRIMARY_SECTORS + BACKUP_SECTORS + 1) * SECTOR_SIZE;
     if !disk_size.is_multiple_of(SECTOR_SIZE) || disk_size < min_size {
         return Err(GptError::InvalidDiskSize {
@@ -852,6 +877,43 @@ fn le_u64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(name: &str, uuid: u128, size: u64) -> EntryRequest<'_> {
+        EntryRequest { name, type_guid: Uuid::from_u128(0x0fc63daf_8483_4772_8e79_3d69d8477de4), uuid: Uuid::from_u128(uuid), size, attributes: 0 }
+    }
+
+    #[test]
+    fn relocated_table_reads_back_at_the_new_end() {
+        let small = 4 * PARTITION_ALIGNMENT;
+        let large = 9 * PARTITION_ALIGNMENT + 7 * SECTOR_SIZE;
+        let layout = plan(small, Uuid::from_u128(1), &[request("a", 2, 4096), request("b", 3, PARTITION_ALIGNMENT)]).expect("plan");
+        let moved = relocate(&layout, large).expect("relocate");
+        assert_eq!(moved.partitions, layout.partitions);
+        assert_eq!(moved.first_usable_lba, layout.first_usable_lba);
+        assert_eq!(moved.last_usable_lba, large / SECTOR_SIZE - 34);
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("disk");
+        let file = std::fs::File::create(&path).expect("create");
+        file.set_len(large).expect("size");
+        let table = encode(&moved);
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(&table.head, 0).expect("head");
+        file.write_all_at(&table.tail, table.tail_offset).expect("tail");
+        assert_eq!(table.tail_offset + table.tail.len() as u64, large);
+        assert_eq!(read_layout(&path).expect("read back"), moved);
+        // The protective MBR covers the larger disk.
+        let sectors = u32::from_le_bytes(table.head[MBR_RECORD_OFFSET + 12..MBR_RECORD_OFFSET + 16].try_into().expect("4 bytes"));
+        assert_eq!(u64::from(sectors), large / SECTOR_SIZE - 1);
+    }
+
+    #[test]
+    fn relocate_rejects_smaller_or_ragged_sizes() {
+        let layout = plan(4 * PARTITION_ALIGNMENT, Uuid::from_u128(1), &[request("a", 2, 4096)]).expect("plan");
+        assert!(matches!(relocate(&layout, 3 * PARTITION_ALIGNMENT), Err(GptError::InvalidDiskSize { .. })));
+        assert!(matches!(relocate(&layout, 8 * PARTITION_ALIGNMENT + 1), Err(GptError::InvalidDiskSize { .. })));
+        assert_eq!(relocate(&layout, 4 * PARTITION_ALIGNMENT).expect("same size"), layout);
+    }
 
     #[test]
     fn chs_of_small_and_large_disks() {
