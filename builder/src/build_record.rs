@@ -213,7 +213,7 @@ mod tests {
     fn sample_record() -> Value {
         let board = crate::board::load(&repo().join("boards/qemu-x86_64.toml")).expect("default board");
         let manifest = crate::manifest::load(&board.manifest).expect("default manifest");
-        let options = ImageOptions { out: PathBuf::from("out"), epoch: 1, random_salt: false, no_cache: false, keys_dir: None, init: None, cache: Cache::at(PathBuf::from("cache")), unsigned: false };
+        let options = ImageOptions { out: PathBuf::from("out"), epoch: 1, random_salt: false, no_cache: false, qcow2: false, keys_dir: None, init: None, cache: Cache::at(PathBuf::from("cache")), unsigned: false };
         let file = ext4::FileEntry { path: "usr/bin/busybox".into(), mode: 0o100755, uid: 0, gid: 0, size: 1, sha256: "00".repeat(32) };
         let ext4_out = ext4::Ext4Output { image: PathBuf::from("root.ext4"), size: 4096, files: vec![file] };
         let verity_info = verity::VerityInfo { root_hash: [0; 32], salt: vec![0; 32], uuid: [0; 16], data_blocks: 1, hash_size: 4096 };
