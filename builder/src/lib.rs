@@ -15,6 +15,7 @@ pub mod keys;
 pub mod sign;
 pub mod initramfs;
 pub mod uki;
+pub mod authenticode;
 pub mod disk;
 pub mod cache;
 pub mod digest;

@@ -204,19 +204,30 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create DIR with a new RSA key (key.pem, mode 0600) and a self-signed certificate (cert.pem).
+    /// Create DIR with two new RSA key pairs, each a private key (mode 0600) and a self-signed certificate valid for 30 years.
+    ///
+    /// The release key (key.pem, cert.pem) signs the verity root hash and the IPE policy; the kernel trusts cert.pem.
+    /// The Secure Boot db key (db.key.pem, db.cert.pem) signs the UKI for boards with [secure_boot] sign = true;
+    /// enroll db.cert.pem in the firmware's db. Existing files are never overwritten: the command fails before it
+    /// creates anything.
     Init {
         dir: PathBuf,
-        /// RSA key size in bits.
+        /// RSA key size in bits, for both keys.
         #[arg(long, default_value_t = keys::DEFAULT_BITS)]
         bits: usize,
-        /// Certificate subject common name.
+        /// Common name of the release certificate's subject.
         #[arg(long, default_value = "applbuild release key")]
         name: String,
+        /// Common name of the Secure Boot db certificate's subject.
+        #[arg(long, default_value = "applbuild Secure Boot db key")]
+        db_name: String,
+        /// Create only the Secure Boot db key pair, in a folder that already holds a release key.
+        #[arg(long)]
+        db_only: bool,
     },
-    /// Print the certificate's subject, key size, fingerprint and validity.
+    /// Print each certificate's subject, key size, fingerprint and validity (the db key's too, when DIR has one).
     Show { dir: PathBuf },
-    /// Check DIR for signing and the kernel keyring: key file mode, key size, certificate, key match, self-signature, validity dates. Exits 1 when a check fails.
+    /// Check DIR for signing and the kernel keyring: key file mode, key size, certificate, key match, self-signature, validity dates. The Secure Boot db key pair is checked too when DIR has one of its files. Exits 1 when a check fails.
     Check { dir: PathBuf },
 }
 
@@ -304,13 +315,19 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Keys { command } => match command {
-            KeysCommand::Init { dir, bits, name } => {
-                keys::init(dir, *bits, name)?;
-                print_stdout(&keys::describe(dir)?);
+            KeysCommand::Init { dir, bits, name, db_name, db_only } => {
+                if *db_only {
+                    keys::init_pair(dir, keys::SECURE_BOOT_DB, *bits, db_name)?;
+                } else {
+                    keys::check_absent(dir, &[keys::RELEASE, keys::SECURE_BOOT_DB])?;
+                    keys::init(dir, *bits, name)?;
+                    keys::init_pair(dir, keys::SECURE_BOOT_DB, *bits, db_name)?;
+                }
+                print_stdout(&describe_keys(dir)?);
                 Ok(())
             }
             KeysCommand::Show { dir } => {
-                print_stdout(&keys::describe(dir)?);
+                print_stdout(&describe_keys(dir)?);
                 Ok(())
             }
             KeysCommand::Check { dir } => {
@@ -319,7 +336,8 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                     print_json(&serde_json::json!({ "directory": dir, "ok": checks.iter().all(|c| c.ok), "checks": checks }))?;
                 } else {
                     for check in &checks {
-                        print_stdout(&format!("{}: {}: {}", if check.ok { "ok" } else { "FAILED" }, check.name, check.message));
+                        let name = if check.key == keys::RELEASE.label { check.name.to_string() } else { format!("{} {}", check.key, check.name) };
+                        print_stdout(&format!("{}: {name}: {}", if check.ok { "ok" } else { "FAILED" }, check.message));
                     }
                 }
                 checks_outcome(dir.display().to_string(), checks.iter().filter(|c| !c.ok).count(), checks.len())
@@ -404,6 +422,21 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
         },
     }
+}
+
+/// Describes the key pairs in `dir`: the release key, then the db key when present.
+fn describe_keys(dir: &Path) -> Result<String, Error> {
+    let mut text = String::new();
+    if !keys::has_pair(dir, keys::SECURE_BOOT_DB) || keys::has_pair(dir, keys::RELEASE) {
+        text.push_str(&keys::describe(dir)?);
+    }
+    if keys::has_pair(dir, keys::SECURE_BOOT_DB) {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&keys::describe_pair(dir, keys::SECURE_BOOT_DB)?);
+    }
+    Ok(text)
 }
 
 /// Maps a count of failed checks to the command's result (exit 1 on any failure).
