@@ -64,6 +64,9 @@ enum Command {
         /// Key folder (key.pem, cert.pem), or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…). Its certificate must be the one the unsigned build used.
         #[arg(long, value_name = "DIR|URI")]
         key: String,
+        /// For boards with [secure_boot] sign = true: the Secure Boot db key, as a key folder with db.key.pem or a PKCS#11 URI. Default: db.key.pem in the --key folder.
+        #[arg(long, value_name = "DIR|URI")]
+        db_key: Option<String>,
     },
     /// Boot an image in QEMU under OVMF (UEFI), serial console on this terminal (quit: Ctrl-A X).
     Run {
@@ -87,6 +90,12 @@ enum Command {
         /// Attach another raw disk image (read-only snapshot); may be repeated.
         #[arg(long = "disk", value_name = "IMAGE")]
         disks: Vec<PathBuf>,
+        /// Enforce UEFI Secure Boot: OVMF's Secure Boot firmware with a throwaway variable store whose db holds only the db certificate (needs virt-fw-vars from PyPI virt-firmware). The firmware refuses a UKI that this certificate's key did not sign.
+        #[arg(long)]
+        secure_boot: bool,
+        /// The certificate to enroll in db with --secure-boot (PEM or DER). Default: db.cert.pem in the board's [keys] dir.
+        #[arg(long, value_name = "CERT", requires = "secure_boot")]
+        db_cert: Option<PathBuf>,
     },
     /// Build (or take from the cache) only the board's kernel.
     Kernel {
@@ -115,6 +124,9 @@ enum Command {
         /// The trusted release certificate (PEM or DER, or a key folder with cert.pem). Without it, the certificate embedded in the image's policy signature is used, which proves consistency but not who signed.
         #[arg(long, value_name = "CERT")]
         cert: Option<PathBuf>,
+        /// The Secure Boot db certificate (PEM or DER, e.g. KEYS/db.cert.pem): also check the Authenticode signature of EFI/BOOT/BOOTX64.EFI with it, as firmware with it in db does. Without it that signature is not checked.
+        #[arg(long, value_name = "CERT")]
+        db_cert: Option<PathBuf>,
     },
     /// Generate, sign, compare, deploy and check IPE policies, and show which rule decides an access.
     Policy {
@@ -271,8 +283,9 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 
 fn dispatch(cli: &Cli) -> Result<(), Error> {
     match &cli.command {
-        Command::Sign { outdir, key } => {
-            let summary = signing::sign_output(outdir, &signing::KeySource::from_argument(key))?;
+        Command::Sign { outdir, key, db_key } => {
+            let db_key = db_key.as_deref().map(signing::KeySource::from_argument);
+            let summary = signing::sign_output(outdir, &signing::KeySource::from_argument(key), db_key.as_ref())?;
             if cli.json {
                 print_json(&summary)?;
             } else {
@@ -299,7 +312,10 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Run { target, out, test, timeout, accel, memory, disks } => run_command(cli, target, out, *test, *timeout, *accel, *memory, disks),
+        Command::Run { target, out, test, timeout, accel, memory, disks, secure_boot, db_cert } => {
+            let request = RunRequest { target, out, test: *test, timeout: *timeout, accel: *accel, memory: *memory, disks, secure_boot: *secure_boot, db_cert: db_cert.as_deref() };
+            run_command(cli, &request)
+        }
         Command::Kernel { board, keys, no_cache, print_key } => {
             let board = board::load(board)?;
             let dir = keys.clone().unwrap_or_else(|| board.keys.dir.clone());
@@ -343,8 +359,8 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                 checks_outcome(dir.display().to_string(), checks.iter().filter(|c| !c.ok).count(), checks.len())
             }
         },
-        Command::Verify { image, cert } => {
-            let report = verify::verify(image, cert.as_deref())?;
+        Command::Verify { image, cert, db_cert } => {
+            let report = verify::verify_with(image, cert.as_deref(), db_cert.as_deref())?;
             if cli.json {
                 print_json(&serde_json::json!({ "ok": report.passed(), "report": report }))?;
             } else {
@@ -447,24 +463,46 @@ fn checks_outcome(subject: String, failed: usize, total: usize) -> Result<(), Er
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_command(cli: &Cli, target: &Path, out: &Path, test: bool, timeout: Option<u64>, accel: Accel, memory: Option<u64>, disks: &[PathBuf]) -> Result<(), Error> {
+/// The arguments of `applbuild run`.
+struct RunRequest<'a> {
+    target: &'a Path,
+    out: &'a Path,
+    test: bool,
+    timeout: Option<u64>,
+    accel: Accel,
+    memory: Option<u64>,
+    disks: &'a [PathBuf],
+    secure_boot: bool,
+    db_cert: Option<&'a Path>,
+}
+
+fn run_command(cli: &Cli, request: &RunRequest<'_>) -> Result<(), Error> {
+    let target = request.target;
     let is_board = target.extension().map(|e| e == "toml").unwrap_or(false);
-    let (disk, board_memory, board_cpus, board_timeout) = if is_board {
+    let (disk, board_memory, board_cpus, board_timeout, board_keys) = if is_board {
         let board = board::load(target)?;
-        let disk = out.join(&board.name).join(board.release.to_string()).join("disk.raw");
-        (disk, board.qemu.memory.0 >> 20, board.qemu.cpus, board.qemu.timeout_secs)
+        let disk = request.out.join(&board.name).join(board.release.to_string()).join("disk.raw");
+        (disk, board.qemu.memory.0 >> 20, board.qemu.cpus, board.qemu.timeout_secs, Some(board.keys.dir))
     } else {
-        (target.to_path_buf(), 512, 2, 600)
+        (target.to_path_buf(), 512, 2, 600, None)
+    };
+    let secure_boot = match (request.secure_boot, request.db_cert, board_keys) {
+        (false, _, _) => None,
+        (true, Some(cert), _) => Some(cert.to_path_buf()),
+        (true, None, Some(dir)) => Some(dir.join(keys::DB_CERT_FILE)),
+        (true, None, None) => {
+            return Err(Error::Usage { message: "--secure-boot with a disk image needs the db certificate to enroll".into(), hint: Some("pass --db-cert KEYS/db.cert.pem, or a board file instead of the disk image".into()) });
+        }
     };
     let options = RunOptions {
         disk,
-        memory_mib: memory.unwrap_or(board_memory),
+        memory_mib: request.memory.unwrap_or(board_memory),
         cpus: board_cpus,
-        accel,
-        test,
-        timeout: Duration::from_secs(timeout.unwrap_or(board_timeout)),
-        extra_disks: disks.to_vec(),
+        accel: request.accel,
+        test: request.test,
+        timeout: Duration::from_secs(request.timeout.unwrap_or(board_timeout)),
+        extra_disks: request.disks.to_vec(),
+        secure_boot,
     };
     if let Some(outcome) = run::run(&options)? {
         if cli.json {
