@@ -7,7 +7,6 @@ mod common;
 use common::{pseudo_random, repo};
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -19,10 +18,7 @@ const HOST_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 
 /// The committed test db key pair, copied so its mode can be set to 0600.
 fn db_key(dir: &Path) -> KeyPair {
-    for name in [keys::DB_KEY_FILE, keys::DB_CERT_FILE] {
-        fs::copy(repo().join("keys/test").join(name), dir.join(name)).expect("copy test db key");
-    }
-    fs::set_permissions(dir.join(keys::DB_KEY_FILE), fs::Permissions::from_mode(0o600)).expect("chmod key");
+    common::copy_test_keys(dir);
     keys::load_pair(dir, keys::SECURE_BOOT_DB).expect("load test db key")
 }
 
