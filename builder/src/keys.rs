@@ -295,7 +295,7 @@ pub fn check_absent(dir: &Path, pairs: &[KeyFiles]) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// Reports whether `dir` holds a file of the pair `files`.
+/// Reports whether `dir` contains a file of the pair `files`.
 pub fn has_pair(dir: &Path, files: KeyFiles) -> bool {
     dir.join(files.key).symlink_metadata().is_ok() || dir.join(files.cert).symlink_metadata().is_ok()
 }

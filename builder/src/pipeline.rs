@@ -425,15 +425,15 @@ fn load_or_create_keys(board: &Board, dir: &Path, overridden: bool) -> Result<ke
 }
 
 /// Loads the Secure Boot db key (only its certificate for an unsigned
-/// build) when the board asks for Secure Boot signing.
+/// build) when the board requests Secure Boot signing.
 fn secure_boot_signer(board: &Board, dir: &Path, unsigned: bool) -> Result<Option<Signer>, Error> {
     if !board.secure_boot.sign {
         return Ok(None);
     }
-    let wanted = if unsigned { keys::DB_CERT_FILE } else { keys::DB_KEY_FILE };
-    if !dir.join(wanted).exists() {
+    let required_file = if unsigned { keys::DB_CERT_FILE } else { keys::DB_KEY_FILE };
+    if !dir.join(required_file).exists() {
         return Err(Error::Usage {
-            message: format!("{}: [secure_boot] sign = true, but the key folder {} has no Secure Boot db key ({wanted} is missing)", board.path.display(), dir.display()),
+            message: format!("{}: [secure_boot] sign = true, but the key folder {} has no Secure Boot db key ({required_file} is missing)", board.path.display(), dir.display()),
             hint: Some(format!("create the db key pair with `applbuild keys init --db-only {}` and enroll its db.cert.pem in the firmware (docs/secure-boot.md), or set sign = false in [secure_boot]", dir.display())),
         });
     }

@@ -34,8 +34,8 @@ pub const VIRT_FW_VARS: &str = "virt-fw-vars";
 const DB_OWNER_GUID: &str = "6f3a1c52-8b1e-4d5a-9c7e-2a4b6d8e0f13";
 /// Common name of the throwaway platform key and KEK of a Secure Boot run.
 const THROWAWAY_PK_NAME: &str = "applbuild run throwaway platform key";
-/// What OVMF's boot manager prints when Secure Boot refuses a boot loader:
-/// `BdsDxe: failed to load Boot0002 "…" from …: Access Denied`.
+/// The parts of the line that OVMF's boot manager prints when Secure Boot
+/// rejects a boot loader: `BdsDxe: failed to load Boot0002 "…" from …: Access Denied`.
 pub const FIRMWARE_REFUSAL: [&str; 2] = ["BdsDxe: failed to load", "Access Denied"];
 /// The line the appliance prints when it is up.
 pub const READY_PREFIX: &str = "appliance ready:";
@@ -238,8 +238,7 @@ pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
 
 /// Writes an OVMF variable store to `vars` with Secure Boot enabled and
 /// `db_cert` as the only `db` entry. `--enroll-generate` makes a new
-/// platform key and KEK that nobody keeps, so nothing can change the
-/// variables later.
+/// platform key and KEK for this run only.
 fn enrolled_vars(db_cert: &Path, vars: &Path) -> Result<(), RunError> {
     if !db_cert.is_file() {
         return Err(RunError::Io { action: "read the db certificate", path: db_cert.to_path_buf(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });

@@ -52,7 +52,7 @@ pub struct SignSummary {
 }
 
 /// Signs the unsigned build in `dir` with the key from `key_source`. When
-/// the build asks for Secure Boot signing, the UKI is signed with the db
+/// the build requests Secure Boot signing, the UKI is signed with the db
 /// key from `db_key_source`, or else the db key pair in the `key_source`
 /// folder.
 ///
