@@ -65,13 +65,15 @@ pub enum RunError {
     FirmwareRefused { line: String, tail: String },
     #[error("{VIRT_FW_VARS} not found, which --secure-boot needs to enroll the db certificate")]
     NoVirtFwVars,
+    #[error("Secure Boot db certificate {0} not found")]
+    NoDbCertificate(PathBuf),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Tool(err) => err.exit_code(),
-            RunError::NoImage(_) | RunError::NoFirmware(_) | RunError::NoVirtFwVars => 2,
+            RunError::NoImage(_) | RunError::NoFirmware(_) | RunError::NoVirtFwVars | RunError::NoDbCertificate(_) => 2,
             _ => 1,
         }
     }
@@ -81,6 +83,7 @@ impl RunError {
             RunError::Tool(err) => err.hint(),
             RunError::NoFirmware(_) => Some("install it with: apt-get install ovmf".into()),
             RunError::NoVirtFwVars => Some("install it with `pip install virt-firmware` (.ci/run installs ci/python-tools.txt into /opt/applbuild-tools; put its bin/ on PATH)".into()),
+            RunError::NoDbCertificate(_) => Some("pass --db-cert FILE, or create the db key pair with `applbuild keys init --db-only KEYDIR`".into()),
             _ => None,
         }
     }
@@ -200,8 +203,13 @@ pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
         }
     }
     tool::require(&[tool::QEMU])?;
-    if options.secure_boot.is_some() && tool::find(VIRT_FW_VARS).is_none() {
-        return Err(RunError::NoVirtFwVars);
+    if let Some(db_cert) = &options.secure_boot {
+        if !db_cert.is_file() {
+            return Err(RunError::NoDbCertificate(db_cert.clone()));
+        }
+        if tool::find(VIRT_FW_VARS).is_none() {
+            return Err(RunError::NoVirtFwVars);
+        }
     }
     let kvm = match options.accel {
         Accel::Auto => kvm_usable(),
@@ -240,9 +248,6 @@ pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
 /// `db_cert` as the only `db` entry. `--enroll-generate` makes a new
 /// platform key and KEK for this run only.
 fn enrolled_vars(db_cert: &Path, vars: &Path) -> Result<(), RunError> {
-    if !db_cert.is_file() {
-        return Err(RunError::Io { action: "read the db certificate", path: db_cert.to_path_buf(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
-    }
     let mut cmd = Command::new(VIRT_FW_VARS);
     cmd.args(["--input", OVMF_VARS, "--output"])
         .arg(vars)
