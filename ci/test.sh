@@ -5,7 +5,8 @@
 #   2. the default board built with the committed test keys, checked with
 #      the reference tools (ci/check-image.sh);
 #   3. that image booted in QEMU under OVMF up to the appliance's ready line;
-#   4. a second clean build compared byte for byte (reproducibility).
+#   4. a second clean build compared byte for byte (reproducibility);
+# and the ignored QEMU suites in between (LSM, Secure Boot, tamper matrix).
 # Needs root (mmdebstrap, chroot for the kernel build) and network access to
 # deb.debian.org on the first run. The kernel and build root are cached under
 # ~/.cache/applbuild, so later runs take minutes.
@@ -18,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 
 # git does not keep file modes other than the executable bit; signing
 # refuses a private key readable by group or others.
-chmod 600 keys/test/key.pem
+chmod 600 keys/test/key.pem keys/test/db.key.pem
 
 echo "== CI templates and pipeline scripts: actionlint, check-jsonschema, shellcheck"
 ci/lint-ci.sh
@@ -59,6 +60,9 @@ $applbuild run --test boards/qemu-x86_64.toml --out "$work/a"
 
 echo "== Rust IPE LSM in QEMU: checks, self test, comparison with the C IPE"
 cargo test --release --locked -p applbuild --test lsm_boot -- --ignored
+
+echo "== UEFI Secure Boot in QEMU: signed UKI boots, changed or unsigned UKI refused"
+TMPDIR="$work" cargo test --release --locked -p applbuild --test secure_boot -- --ignored --test-threads=1
 
 echo "== tamper matrix in QEMU (builder/tests/tamper.rs)"
 TMPDIR="$work" cargo test --release --locked -p applbuild --test tamper -- --ignored

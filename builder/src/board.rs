@@ -90,6 +90,12 @@ const TOP: &[Setting] = &[
         help: "Options of the release IPE policy.",
     },
     Setting {
+        key: "secure_boot",
+        kind: SettingKind::Table,
+        default: DefaultValue::Absent("all defaults"),
+        help: "UEFI Secure Boot signing of the UKI.",
+    },
+    Setting {
         key: "qemu",
         kind: SettingKind::Table,
         default: DefaultValue::Absent("all defaults"),
@@ -192,6 +198,15 @@ const IPE: &[Setting] = &[
     },
 ];
 
+const SECURE_BOOT: &[Setting] = &[Setting {
+    key: "sign",
+    kind: SettingKind::Boolean,
+    default: DefaultValue::Toml("false"),
+    help: "Whether the build signs the UKI (`EFI/BOOT/BOOTX64.EFI` and `uki.efi`) with Authenticode for UEFI \
+           Secure Boot, with the db key `db.key.pem` of the key folder. Firmware that has `db.cert.pem` in its \
+           `db` then boots the image. `applbuild keys init` creates the db key pair. See docs/secure-boot.md.",
+}];
+
 const QEMU: &[Setting] = &[
     Setting {
         key: "memory",
@@ -263,6 +278,12 @@ pub const SECTIONS: &[Section] = &[
         settings: IPE,
     },
     Section {
+        name: "secure_boot",
+        array: false,
+        help: "UEFI Secure Boot: whether the firmware's `db` key signs the UKI.",
+        settings: SECURE_BOOT,
+    },
+    Section {
         name: "qemu",
         array: false,
         help: "The virtual machine that `applbuild run` starts.",
@@ -292,6 +313,8 @@ pub struct Board {
     pub keys: KeySettings,
     /// Release policy options.
     pub ipe: IpeSettings,
+    /// UEFI Secure Boot signing.
+    pub secure_boot: SecureBootSettings,
     /// Settings for `applbuild run`.
     pub qemu: QemuSettings,
 }
@@ -422,6 +445,13 @@ pub struct IpeSettings {
     pub previous_releases: Vec<String>,
 }
 
+/// UEFI Secure Boot settings of a board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecureBootSettings {
+    /// Whether the UKI is signed with the key folder's db key.
+    pub sign: bool,
+}
+
 /// The virtual machine of `applbuild run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QemuSettings {
@@ -474,6 +504,7 @@ pub fn load(path: &Path) -> Result<Board, ConfigError> {
         disk: read_disk(&top.table("disk")?)?,
         keys: read_keys(&doc, &top.table("keys")?)?,
         ipe: read_ipe(&doc, &top.table("ipe")?)?,
+        secure_boot: SecureBootSettings { sign: top.table("secure_boot")?.get("sign")?.boolean()?.value },
         qemu: read_qemu(&doc, &top.table("qemu")?)?,
     })
 }

@@ -23,6 +23,8 @@ pub enum Error {
     Sign(#[from] crate::sign::SignError),
     #[error(transparent)]
     Pkcs11(#[from] crate::pkcs11::Pkcs11Error),
+    #[error("Secure Boot signing of the UKI failed: {0}")]
+    Authenticode(#[from] crate::authenticode::AuthenticodeError),
     #[error("generated release policy is invalid at {0}; please report this bug")]
     Policy(crate::policy::PolicyError),
     #[error("{}:{source}", path.display())]
@@ -91,6 +93,7 @@ impl Error {
             Error::Kernel(err) => err.hint(),
             Error::Flash(err) => err.hint(),
             Error::Usage { hint, .. } => hint.clone(),
+            Error::Run(err) => err.hint(),
             _ => None,
         }
     }

@@ -1,9 +1,16 @@
-//! Release signing keys: one RSA private key and the self-signed X.509
-//! certificate that the appliance kernel trusts.
+//! Signing keys: RSA private keys with self-signed X.509 certificates.
 //!
-//! A key directory contains `key.pem` (PKCS#8 PEM, mode 0600) and `cert.pem`.
-//! `init` creates it, `load` reads it back with the checks that protect a
-//! release key, and `describe` formats the certificate for `applbuild keys show`.
+//! A key directory holds up to two key pairs ([`KeyFiles`]):
+//! * the release key, `key.pem` (PKCS#8 PEM, mode 0600) and `cert.pem`: the
+//!   appliance kernel trusts the certificate, and the key signs the verity
+//!   root hash and the IPE policy;
+//! * the Secure Boot db key, `db.key.pem` (mode 0600) and `db.cert.pem`:
+//!   firmware with the certificate in its `db` variable boots UKIs that the
+//!   key signed (see [`crate::authenticode`]).
+//!
+//! `init` creates a pair, `load` reads it back with the checks that protect
+//! a private key, and `describe` formats the certificate for
+//! `applbuild keys show`.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -53,6 +60,30 @@ pub const KEY_FILE: &str = "key.pem";
 
 /// File name of the PEM certificate inside a key directory.
 pub const CERT_FILE: &str = "cert.pem";
+
+/// File name of the Secure Boot db private key (PKCS#8 PEM) inside a key directory.
+pub const DB_KEY_FILE: &str = "db.key.pem";
+
+/// File name of the Secure Boot db certificate inside a key directory, the
+/// one to enroll in the firmware's `db`.
+pub const DB_CERT_FILE: &str = "db.cert.pem";
+
+/// The two files of one key pair in a key directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyFiles {
+    /// File name of the PKCS#8 PEM private key.
+    pub key: &'static str,
+    /// File name of the PEM certificate.
+    pub cert: &'static str,
+    /// Short name for messages and check output, such as `db`.
+    pub label: &'static str,
+}
+
+/// The release key: signs the verity root hash and the IPE policy.
+pub const RELEASE: KeyFiles = KeyFiles { key: KEY_FILE, cert: CERT_FILE, label: "release" };
+
+/// The Secure Boot db key: signs the UKI (Authenticode).
+pub const SECURE_BOOT_DB: KeyFiles = KeyFiles { key: DB_KEY_FILE, cert: DB_CERT_FILE, label: "db" };
 
 /// Validity period of a certificate made by `init`, in calendar years.
 const VALIDITY_YEARS: u16 = 30;
@@ -188,7 +219,8 @@ impl KeyPair {
         &self.signing_key
     }
 
-    pub(crate) fn certificate(&self) -> &Certificate {
+    /// Returns the certificate.
+    pub fn certificate(&self) -> &Certificate {
         &self.certificate
     }
 }
@@ -214,20 +246,20 @@ impl fmt::Debug for KeyPair {
 /// that both hold the SHA-1 of the public key. It is signed with
 /// sha256WithRSAEncryption.
 pub fn init(dir: &Path, bits: usize, common_name: &str) -> Result<(), KeyError> {
+    init_pair(dir, RELEASE, bits, common_name)
+}
+
+/// Creates the key pair `files` in `dir`, as [`init`] does for the release key.
+pub fn init_pair(dir: &Path, files: KeyFiles, bits: usize, common_name: &str) -> Result<(), KeyError> {
     if !(MIN_BITS..=MAX_BITS).contains(&bits) {
         return Err(KeyError::InvalidKeySize { bits });
     }
     let subject = subject_name(common_name)?;
     let not_before = validity_start()?;
-
-    let key_path = dir.join(KEY_FILE);
-    let cert_path = dir.join(CERT_FILE);
-    for path in [&key_path, &cert_path] {
-        if path.symlink_metadata().is_ok() {
-            return Err(KeyError::AlreadyExists { path: path.clone() });
-        }
-    }
+    check_absent(dir, &[files])?;
     create_key_dir(dir)?;
+    let key_path = dir.join(files.key);
+    let cert_path = dir.join(files.cert);
 
     let private_key = PrivateKey::new(&mut getrandom::SysRng, bits)
         .map_err(|source| KeyError::GenerateKey { bits, source })?;
@@ -251,14 +283,36 @@ pub fn init(dir: &Path, bits: usize, common_name: &str) -> Result<(), KeyError> 
     Ok(())
 }
 
+/// Fails with [`KeyError::AlreadyExists`] when a file of `pairs` exists in `dir`.
+pub fn check_absent(dir: &Path, pairs: &[KeyFiles]) -> Result<(), KeyError> {
+    for files in pairs {
+        for path in [dir.join(files.key), dir.join(files.cert)] {
+            if path.symlink_metadata().is_ok() {
+                return Err(KeyError::AlreadyExists { path });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reports whether `dir` contains a file of the pair `files`.
+pub fn has_pair(dir: &Path, files: KeyFiles) -> bool {
+    dir.join(files.key).symlink_metadata().is_ok() || dir.join(files.cert).symlink_metadata().is_ok()
+}
+
 /// Loads `dir/key.pem` and `dir/cert.pem`.
 ///
 /// Rejects a key file that group or others can access in any way, an encrypted
 /// or PKCS#1 key, a certificate without an RSA key, a key that does not match
 /// the certificate, and RSA keys below 2048 bits.
 pub fn load(dir: &Path) -> Result<KeyPair, KeyError> {
-    let key_path = dir.join(KEY_FILE);
-    let cert_path = dir.join(CERT_FILE);
+    load_pair(dir, RELEASE)
+}
+
+/// Loads the key pair `files` from `dir` with the checks of [`load`].
+pub fn load_pair(dir: &Path, files: KeyFiles) -> Result<KeyPair, KeyError> {
+    let key_path = dir.join(files.key);
+    let cert_path = dir.join(files.cert);
 
     let key_pem = read_private_file(&key_path)?;
     let private_key = parse_private_key(&key_path, &key_pem)?;
@@ -328,6 +382,8 @@ pub fn load_certificate(path: &Path) -> Result<Certificate, KeyError> {
 /// The outcome of one `applbuild keys check` check.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyCheck {
+    /// The key pair checked: `release` or `db` ([`KeyFiles::label`]).
+    pub key: &'static str,
     /// Short check name, such as `key size`.
     pub name: &'static str,
     pub ok: bool,
@@ -344,15 +400,27 @@ pub struct KeyCheck {
 /// Unlike [`load`] it reports every check instead of stopping at the first
 /// failure. A check that depends on a file that could not be read is
 /// reported as failed with the reason.
+///
+/// The Secure Boot db key pair is checked the same way when one of its
+/// files is present.
 pub fn check(dir: &Path, now: SystemTime) -> Vec<KeyCheck> {
+    let mut checks = check_pair(dir, RELEASE, now);
+    if has_pair(dir, SECURE_BOOT_DB) {
+        checks.extend(check_pair(dir, SECURE_BOOT_DB, now));
+    }
+    checks
+}
+
+/// Runs the checks of [`check`] on the key pair `files` in `dir`.
+pub fn check_pair(dir: &Path, files: KeyFiles, now: SystemTime) -> Vec<KeyCheck> {
     let mut checks = Vec::new();
     let mut record = |name: &'static str, result: Result<String, String>| {
         let ok = result.is_ok();
         let message = result.unwrap_or_else(|message| message);
-        checks.push(KeyCheck { name, ok, message });
+        checks.push(KeyCheck { key: files.label, name, ok, message });
     };
-    let key_path = dir.join(KEY_FILE);
-    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(files.key);
+    let cert_path = dir.join(files.cert);
 
     let mode = fs::metadata(&key_path).map(|meta| meta.permissions().mode() & 0o7777);
     record("key file mode", match mode {
@@ -429,11 +497,17 @@ fn check_validity(certificate: &Certificate, now: SystemTime) -> Result<String, 
 ///
 /// Loads the key pair with all the checks of [`load`].
 pub fn describe(dir: &Path) -> Result<String, KeyError> {
-    let key = load(dir)?;
+    describe_pair(dir, RELEASE)
+}
+
+/// Formats the key pair `files` in `dir` as [`describe`] does.
+pub fn describe_pair(dir: &Path, files: KeyFiles) -> Result<String, KeyError> {
+    let key = load_pair(dir, files)?;
     let tbs = key.certificate.tbs_certificate();
     let validity = tbs.validity();
     let lines = [
         ("directory", dir.display().to_string()),
+        ("files", format!("{} {}", files.key, files.cert)),
         ("subject", key.subject()),
         ("issuer", tbs.issuer().to_string()),
         ("key", format!("RSA {} bits", key.key_bits())),

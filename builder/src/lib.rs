@@ -19,6 +19,7 @@ pub mod keys;
 pub mod sign;
 pub mod initramfs;
 pub mod uki;
+pub mod authenticode;
 pub mod disk;
 pub mod build_record;
 pub mod cache;

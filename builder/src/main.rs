@@ -92,6 +92,9 @@ enum Command {
         /// Key folder (key.pem, cert.pem), or a PKCS#11 URI (pkcs11:token=…;object=…?module-path=…&pin-source=…). Its certificate must be the one the unsigned build used.
         #[arg(long, value_name = "DIR|URI")]
         key: String,
+        /// For boards with [secure_boot] sign = true: the Secure Boot db key, as a key folder with db.key.pem or a PKCS#11 URI. Default: db.key.pem in the --key folder.
+        #[arg(long, value_name = "DIR|URI")]
+        db_key: Option<String>,
     },
     /// Boot an image in QEMU under OVMF (UEFI), serial console on this terminal (quit: Ctrl-A X).
     Run {
@@ -118,6 +121,12 @@ enum Command {
         /// Connect a network card to UDP sockets on 127.0.0.1 instead of QEMU's user-mode network: QEMU receives on LOCAL and sends to REMOTE, one Ethernet frame per datagram. Repeat for more cards; they replace the board's [qemu] nics, in order (card N gets MAC 52:54:00:12:34:5N).
         #[arg(long = "nic-udp", value_name = "LOCAL:REMOTE", value_parser = parse_port_pair)]
         nic_udp: Vec<(u16, u16)>,
+        /// Enforce UEFI Secure Boot: OVMF's Secure Boot firmware with a throwaway variable store whose db holds only the db certificate (needs virt-fw-vars from PyPI virt-firmware). The firmware refuses a UKI that this certificate's key did not sign.
+        #[arg(long)]
+        secure_boot: bool,
+        /// The certificate to enroll in db with --secure-boot (PEM or DER). Default: db.cert.pem in the board's [keys] dir.
+        #[arg(long, value_name = "CERT", requires = "secure_boot")]
+        db_cert: Option<PathBuf>,
     },
     /// Build (or take from the cache) only the board's kernel.
     Kernel {
@@ -157,6 +166,9 @@ enum Command {
         /// The trusted release certificate (PEM or DER, or a key folder with cert.pem). Without it, the certificate embedded in the image's policy signature is used, which proves consistency but not who signed.
         #[arg(long, value_name = "CERT")]
         cert: Option<PathBuf>,
+        /// The Secure Boot db certificate (PEM or DER, e.g. KEYS/db.cert.pem): also check the Authenticode signature of EFI/BOOT/BOOTX64.EFI with it, as firmware with it in db does. Without it that signature is not checked.
+        #[arg(long, value_name = "CERT")]
+        db_cert: Option<PathBuf>,
     },
     /// Generate, sign, compare, deploy and check IPE policies, and show which rule decides an access.
     Policy {
@@ -246,19 +258,30 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create DIR with a new RSA key (key.pem, mode 0600) and a self-signed certificate (cert.pem).
+    /// Create DIR with two new RSA key pairs, each a private key (mode 0600) and a self-signed certificate valid for 30 years.
+    ///
+    /// The release key (key.pem, cert.pem) signs the verity root hash and the IPE policy; the kernel trusts cert.pem.
+    /// The Secure Boot db key (db.key.pem, db.cert.pem) signs the UKI for boards with [secure_boot] sign = true;
+    /// enroll db.cert.pem in the firmware's db. Existing files are never overwritten: the command fails before it
+    /// creates anything.
     Init {
         dir: PathBuf,
-        /// RSA key size in bits.
+        /// RSA key size in bits, for both keys.
         #[arg(long, default_value_t = keys::DEFAULT_BITS)]
         bits: usize,
-        /// Certificate subject common name.
+        /// Common name of the release certificate's subject.
         #[arg(long, default_value = "applbuild release key")]
         name: String,
+        /// Common name of the Secure Boot db certificate's subject.
+        #[arg(long, default_value = "applbuild Secure Boot db key")]
+        db_name: String,
+        /// Create only the Secure Boot db key pair, in a folder that already holds a release key.
+        #[arg(long)]
+        db_only: bool,
     },
-    /// Print the certificate's subject, key size, fingerprint and validity.
+    /// Print each certificate's subject, key size, fingerprint and validity (the db key's too, when DIR has one).
     Show { dir: PathBuf },
-    /// Check DIR for signing and the kernel keyring: key file mode, key size, certificate, key match, self-signature, validity dates. Exits 1 when a check fails.
+    /// Check DIR for signing and the kernel keyring: key file mode, key size, certificate, key match, self-signature, validity dates. The Secure Boot db key pair is checked too when DIR has one of its files. Exits 1 when a check fails.
     Check { dir: PathBuf },
 }
 
@@ -302,8 +325,9 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
 
 fn dispatch(cli: &Cli) -> Result<(), Error> {
     match &cli.command {
-        Command::Sign { outdir, key } => {
-            let summary = signing::sign_output(outdir, &signing::KeySource::from_argument(key))?;
+        Command::Sign { outdir, key, db_key } => {
+            let db_key = db_key.as_deref().map(signing::KeySource::from_argument);
+            let summary = signing::sign_output(outdir, &signing::KeySource::from_argument(key), db_key.as_ref())?;
             if cli.json {
                 print_json(&summary)?;
             } else {
@@ -341,8 +365,20 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Run { target, out, test, timeout, accel, memory, disks, nic_udp } => {
-            run_command(cli, target, out, *test, *timeout, *accel, *memory, disks, nic_udp)
+        Command::Run { target, out, test, timeout, accel, memory, disks, nic_udp, secure_boot, db_cert } => {
+            let request = RunRequest {
+                target,
+                out,
+                test: *test,
+                timeout: *timeout,
+                accel: *accel,
+                memory: *memory,
+                disks,
+                nic_udp,
+                secure_boot: *secure_boot,
+                db_cert: db_cert.as_deref(),
+            };
+            run_command(cli, &request)
         }
         Command::Kernel { board, keys, no_cache, print_key } => {
             let board = board::load(board)?;
@@ -369,13 +405,19 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             }
         }
         Command::Keys { command } => match command {
-            KeysCommand::Init { dir, bits, name } => {
-                keys::init(dir, *bits, name)?;
-                print_stdout(&keys::describe(dir)?);
+            KeysCommand::Init { dir, bits, name, db_name, db_only } => {
+                if *db_only {
+                    keys::init_pair(dir, keys::SECURE_BOOT_DB, *bits, db_name)?;
+                } else {
+                    keys::check_absent(dir, &[keys::RELEASE, keys::SECURE_BOOT_DB])?;
+                    keys::init(dir, *bits, name)?;
+                    keys::init_pair(dir, keys::SECURE_BOOT_DB, *bits, db_name)?;
+                }
+                print_stdout(&describe_keys(dir)?);
                 Ok(())
             }
             KeysCommand::Show { dir } => {
-                print_stdout(&keys::describe(dir)?);
+                print_stdout(&describe_keys(dir)?);
                 Ok(())
             }
             KeysCommand::Check { dir } => {
@@ -384,14 +426,15 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
                     print_json(&serde_json::json!({ "directory": dir, "ok": checks.iter().all(|c| c.ok), "checks": checks }))?;
                 } else {
                     for check in &checks {
-                        print_stdout(&format!("{}: {}: {}", if check.ok { "ok" } else { "FAILED" }, check.name, check.message));
+                        let name = if check.key == keys::RELEASE.label { check.name.to_string() } else { format!("{} {}", check.key, check.name) };
+                        print_stdout(&format!("{}: {name}: {}", if check.ok { "ok" } else { "FAILED" }, check.message));
                     }
                 }
                 checks_outcome(dir.display().to_string(), checks.iter().filter(|c| !c.ok).count(), checks.len())
             }
         },
-        Command::Verify { image, cert } => {
-            let report = verify::verify(image, cert.as_deref())?;
+        Command::Verify { image, cert, db_cert } => {
+            let report = verify::verify_with(image, cert.as_deref(), db_cert.as_deref())?;
             if cli.json {
                 print_json(&serde_json::json!({ "ok": report.passed(), "report": report }))?;
             } else {
@@ -471,6 +514,21 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
     }
 }
 
+/// Describes the key pairs in `dir`: the release key, then the db key when present.
+fn describe_keys(dir: &Path) -> Result<String, Error> {
+    let mut text = String::new();
+    if !keys::has_pair(dir, keys::SECURE_BOOT_DB) || keys::has_pair(dir, keys::RELEASE) {
+        text.push_str(&keys::describe(dir)?);
+    }
+    if keys::has_pair(dir, keys::SECURE_BOOT_DB) {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&keys::describe_pair(dir, keys::SECURE_BOOT_DB)?);
+    }
+    Ok(text)
+}
+
 /// Maps a count of failed checks to the command's result (exit 1 on any failure).
 fn checks_outcome(subject: String, failed: usize, total: usize) -> Result<(), Error> {
     match failed {
@@ -479,22 +537,26 @@ fn checks_outcome(subject: String, failed: usize, total: usize) -> Result<(), Er
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_command(
-    cli: &Cli,
-    target: &Path,
-    out: &Path,
+/// The arguments of `applbuild run`.
+struct RunRequest<'a> {
+    target: &'a Path,
+    out: &'a Path,
     test: bool,
     timeout: Option<u64>,
     accel: Accel,
     memory: Option<u64>,
-    disks: &[PathBuf],
-    nic_udp: &[(u16, u16)],
-) -> Result<(), Error> {
+    disks: &'a [PathBuf],
+    nic_udp: &'a [(u16, u16)],
+    secure_boot: bool,
+    db_cert: Option<&'a Path>,
+}
+
+fn run_command(cli: &Cli, request: &RunRequest<'_>) -> Result<(), Error> {
+    let target = request.target;
     let is_board = target.extension().map(|e| e == "toml").unwrap_or(false);
-    let mut options = if is_board {
+    let (mut options, board_keys) = if is_board {
         let board = board::load(target)?;
-        let disk = out.join(&board.name).join(board.release.to_string()).join("disk.raw");
+        let disk = request.out.join(&board.name).join(board.release.to_string()).join("disk.raw");
         let mut options = RunOptions::new(disk);
         options.memory_mib = board.qemu.memory.0 >> 20;
         options.cpus = board.qemu.cpus;
@@ -502,20 +564,28 @@ fn run_command(
         options.disk_bus = board.qemu.disk_bus;
         options.nic_model = board.qemu.nic_model;
         options.nics = board.qemu.nics;
-        options
+        (options, Some(board.keys.dir))
     } else {
-        RunOptions::new(target.to_path_buf())
+        (RunOptions::new(target.to_path_buf()), None)
     };
-    if let Some(memory) = memory {
+    options.secure_boot = match (request.secure_boot, request.db_cert, board_keys) {
+        (false, _, _) => None,
+        (true, Some(cert), _) => Some(cert.to_path_buf()),
+        (true, None, Some(dir)) => Some(dir.join(keys::DB_CERT_FILE)),
+        (true, None, None) => {
+            return Err(Error::Usage { message: "--secure-boot with a disk image needs the db certificate to enroll".into(), hint: Some("pass --db-cert KEYS/db.cert.pem, or a board file instead of the disk image".into()) });
+        }
+    };
+    if let Some(memory) = request.memory {
         options.memory_mib = memory;
     }
-    if let Some(timeout) = timeout {
+    if let Some(timeout) = request.timeout {
         options.timeout = Duration::from_secs(timeout);
     }
-    options.accel = accel;
-    options.test = test;
-    options.extra_disks = disks.to_vec();
-    options.nic_udp = nic_udp.to_vec();
+    options.accel = request.accel;
+    options.test = request.test;
+    options.extra_disks = request.disks.to_vec();
+    options.nic_udp = request.nic_udp.to_vec();
     if let Some(outcome) = run::run(&options)? {
         if cli.json {
             print_json(&serde_json::json!({ "ready_line": outcome.ready_line, "accel": outcome.accel, "seconds": outcome.seconds }))?;

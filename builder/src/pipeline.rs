@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::ext4::{self, Ext4Params};
 use crate::manifest::{self, Manifest};
 use crate::rootfs::{self, ReleaseInfo};
-use crate::{build_record, disk, initramfs, kernel, keys, policy, sbom, sign, uki, verity};
+use crate::{authenticode, build_record, disk, initramfs, kernel, keys, policy, sbom, sign, uki, verity};
 use serde::Serialize;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,17 @@ pub struct SigningInputs {
     /// written before it was recorded.
     #[serde(default)]
     pub certificate_pem: String,
+    /// Whether the UKI gets an Authenticode signature with the Secure Boot
+    /// db key (`[secure_boot] sign`).
+    #[serde(default)]
+    pub secure_boot: bool,
+    /// SHA-256 (hex) of the db certificate the board's build read; the db
+    /// key must match it. Empty without Secure Boot signing.
+    #[serde(default)]
+    pub db_certificate_sha256: String,
+    /// That db certificate in PEM, for signing with a PKCS#11 db key.
+    #[serde(default)]
+    pub db_certificate_pem: String,
     #[serde(skip)]
     pub init: Vec<u8>,
     #[serde(skip)]
@@ -90,11 +101,24 @@ pub struct SignedParts {
     pub sig_json: Vec<u8>,
 }
 
-/// Signs the root hash and the policy with `key` and builds everything
-/// that contains a signature: initramfs, UKI, ESP and the verity signature
-/// partition. Without a key the signatures are empty, so the parts have
-/// the same sizes and positions on the disk except the ESP's contents.
-pub fn sign_parts(inputs: &SigningInputs, key: Option<&dyn sign::RsaSigner>) -> Result<SignedParts, Error> {
+/// The keys that [`sign_parts`] signs with.
+#[derive(Clone, Copy)]
+pub struct PartKeys<'a> {
+    /// The release key: root hash and policy signatures.
+    pub release: &'a dyn sign::RsaSigner,
+    /// The Secure Boot db key: the UKI's Authenticode signature. Needed when
+    /// the inputs ask for Secure Boot signing.
+    pub db: Option<&'a dyn sign::RsaSigner>,
+}
+
+/// Signs the root hash and the policy with the release key and builds
+/// everything that contains a signature: initramfs, UKI, ESP and the verity
+/// signature partition. When the inputs ask for Secure Boot signing, the
+/// UKI is signed with the db key. Without keys the signatures are empty and
+/// the UKI is unsigned, so the parts have the same sizes and positions on
+/// the disk except the ESP's contents.
+pub fn sign_parts(inputs: &SigningInputs, keys: Option<PartKeys<'_>>) -> Result<SignedParts, Error> {
+    let key = keys.map(|keys| keys.release);
     let (root_sig, policy_sig, sig_json) = match key {
         Some(key) => {
             use der::Encode;
@@ -111,6 +135,15 @@ pub fn sign_parts(inputs: &SigningInputs, key: Option<&dyn sign::RsaSigner>) -> 
     hex::decode_to_slice(&inputs.root_hash, &mut root_hash).map_err(|err| Error::Internal(format!("root hash {:?} is not 64 hex digits: {err}", inputs.root_hash)))?;
     let cpio = initramfs_image(&inputs.init, &policy_sig, inputs.epoch)?;
     let uki = uki::build(&inputs.stub, &[(".osrel", inputs.os_release.as_bytes()), (".cmdline", inputs.cmdline.as_bytes()), (".initrd", &cpio), (".linux", &inputs.bzimage)])?;
+    let uki = match keys {
+        Some(keys) if inputs.secure_boot => {
+            let db = keys.db.ok_or_else(|| Error::Internal("the build asks for Secure Boot signing but no db key was loaded".into()))?;
+            let signed = authenticode::sign(&uki, db)?;
+            tracing::info!(signer = %db.signer_certificate().tbs_certificate().subject(), "uki: signed for Secure Boot");
+            signed
+        }
+        _ => uki,
+    };
     let esp = disk::make_esp(&[("EFI/BOOT/BOOTX64.EFI", &uki)], inputs.esp_size, derive_u32(&root_hash, "esp volume id"), "ESP", inputs.epoch)?;
     Ok(SignedParts { root_sig, policy_sig, uki, esp, sig_json })
 }
@@ -168,6 +201,14 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let keys_dir = options.keys_dir.clone().unwrap_or_else(|| board.keys.dir.clone());
     let signer = if options.unsigned { Signer::Certificate(Box::new(keys::load_certificate(&keys_dir)?)) } else { Signer::Key(Box::new(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?)) };
     let (cert_pem, cert_sha256) = signer.certificate()?;
+    let db_signer = secure_boot_signer(&board, &keys_dir, options.unsigned)?;
+    let (db_cert_pem, db_cert_sha256) = match &db_signer {
+        Some(db_signer) => {
+            let (pem, sha256) = db_signer.certificate()?;
+            (pem, hex::encode(sha256))
+        }
+        None => (String::new(), String::new()),
+    };
     crate::tool::require(crate::tool::IMAGE_TOOLS)?;
     lap("board", &mut times);
 
@@ -240,15 +281,18 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         esp_size: board.disk.esp_size.0,
         certificate_sha256: hex::encode(cert_sha256),
         certificate_pem: cert_pem.clone(),
+        secure_boot: board.secure_boot.sign,
+        db_certificate_sha256: db_cert_sha256,
+        db_certificate_pem: db_cert_pem,
         init: init_binary,
         stub,
         bzimage,
     };
-    let key = match &signer {
-        Signer::Key(key) => Some(key.as_ref() as &dyn sign::RsaSigner),
+    let keys = match &signer {
+        Signer::Key(key) => Some(PartKeys { release: key.as_ref(), db: db_signer.as_ref().and_then(Signer::key) }),
         Signer::Certificate(_) => None,
     };
-    let SignedParts { root_sig, policy_sig, uki: uki_bytes, esp, sig_json } = sign_parts(&signing_inputs, key)?;
+    let SignedParts { root_sig, policy_sig, uki: uki_bytes, esp, sig_json } = sign_parts(&signing_inputs, keys)?;
     lap("sign and uki", &mut times);
 
     // Disk.
@@ -362,6 +406,14 @@ enum Signer {
 }
 
 impl Signer {
+    /// Returns the key, or `None` for an unsigned build.
+    fn key(&self) -> Option<&dyn sign::RsaSigner> {
+        match self {
+            Signer::Key(key) => Some(key.as_ref()),
+            Signer::Certificate(_) => None,
+        }
+    }
+
     /// Returns the certificate as LF-terminated PEM, as the kernel build
     /// takes it, and the SHA-256 of its DER.
     fn certificate(&self) -> Result<(String, [u8; 32]), Error> {
@@ -410,11 +462,34 @@ pub fn read_signing_inputs(dir: &Path) -> Result<SigningInputs, Error> {
 /// Loads the board's keys; creates development keys when the board allows
 /// it and the folder does not exist yet.
 fn load_or_create_keys(board: &Board, dir: &Path, overridden: bool) -> Result<keys::KeyPair, Error> {
-    if !dir.join("key.pem").exists() && board.keys.create_if_missing && !overridden {
+    if !dir.join(keys::KEY_FILE).exists() && board.keys.create_if_missing && !overridden {
         tracing::warn!("creating development keys in {}: they are for development only; use `applbuild keys init` and keep release keys offline", dir.display());
         keys::init(dir, keys::DEFAULT_BITS, &format!("applbuild development key ({})", board.name))?;
+        keys::init_pair(dir, keys::SECURE_BOOT_DB, keys::DEFAULT_BITS, &format!("applbuild development Secure Boot db key ({})", board.name))?;
+    } else if board.secure_boot.sign && !keys::has_pair(dir, keys::SECURE_BOOT_DB) && board.keys.create_if_missing && !overridden {
+        tracing::warn!("creating a development Secure Boot db key in {}: it is for development only", dir.display());
+        keys::init_pair(dir, keys::SECURE_BOOT_DB, keys::DEFAULT_BITS, &format!("applbuild development Secure Boot db key ({})", board.name))?;
     }
     Ok(keys::load(dir)?)
+}
+
+/// Loads the Secure Boot db key (only its certificate for an unsigned
+/// build) when the board requests Secure Boot signing.
+fn secure_boot_signer(board: &Board, dir: &Path, unsigned: bool) -> Result<Option<Signer>, Error> {
+    if !board.secure_boot.sign {
+        return Ok(None);
+    }
+    let required_file = if unsigned { keys::DB_CERT_FILE } else { keys::DB_KEY_FILE };
+    if !dir.join(required_file).exists() {
+        return Err(Error::Usage {
+            message: format!("{}: [secure_boot] sign = true, but the key folder {} has no Secure Boot db key ({required_file} is missing)", board.path.display(), dir.display()),
+            hint: Some(format!("create the db key pair with `applbuild keys init --db-only {}` and enroll its db.cert.pem in the firmware (docs/secure-boot.md), or set sign = false in [secure_boot]", dir.display())),
+        });
+    }
+    if unsigned {
+        return Ok(Some(Signer::Certificate(Box::new(keys::load_certificate(&dir.join(keys::DB_CERT_FILE))?))));
+    }
+    Ok(Some(Signer::Key(Box::new(keys::load_pair(dir, keys::SECURE_BOOT_DB)?))))
 }
 
 /// Hashes the build inputs. Identifiers and salts are derived from this

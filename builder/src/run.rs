@@ -4,6 +4,16 @@
 //! KVM is used when it works, else TCG. On some hosts `/dev/kvm` exists but
 //! QEMU fails on it, so KVM is detected by starting a short paused QEMU with
 //! `-accel kvm`, not by looking for the device node.
+//!
+//! With Secure Boot ([`RunOptions::secure_boot`]) the firmware is OVMF's
+//! Secure Boot build, which needs SMM (`-machine q35,smm=on` and a secure
+//! pflash). Its variable store is made in the run's temporary folder from
+//! OVMF's empty template with `virt-fw-vars` (PyPI `virt-firmware`): a
+//! throwaway platform key and KEK, the given certificate as the only `db`
+//! entry, no Microsoft keys, and Secure Boot enabled. The firmware then
+//! starts only UKIs signed by that certificate's key; it refuses others
+//! with `BdsDxe: failed to load … Access Denied`, which ends a `--test`
+//! run at once.
 
 use crate::tool::{self, ToolError};
 use std::collections::VecDeque;
@@ -16,6 +26,17 @@ use std::time::{Duration, Instant};
 /// OVMF firmware code and variable store templates (Debian package `ovmf`).
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// OVMF built with Secure Boot and SMM (Debian package `ovmf`).
+pub const OVMF_CODE_SECURE_BOOT: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+/// The program that writes the enrolled variable store (PyPI `virt-firmware`).
+pub const VIRT_FW_VARS: &str = "virt-fw-vars";
+/// Owner GUID of the `db` entry that `--secure-boot` enrolls; any fixed GUID will do.
+const DB_OWNER_GUID: &str = "6f3a1c52-8b1e-4d5a-9c7e-2a4b6d8e0f13";
+/// Common name of the throwaway platform key and KEK of a Secure Boot run.
+const THROWAWAY_PK_NAME: &str = "applbuild run throwaway platform key";
+/// The parts of the line that OVMF's boot manager prints when Secure Boot
+/// rejects a boot loader: `BdsDxe: failed to load Boot0002 "…" from …: Access Denied`.
+pub const FIRMWARE_REFUSAL: [&str; 2] = ["BdsDxe: failed to load", "Access Denied"];
 /// The line the appliance prints when it is up.
 pub const READY_PREFIX: &str = "appliance ready:";
 /// Lines that mean the boot has failed for good.
@@ -40,14 +61,30 @@ pub enum RunError {
     BootFailed { line: String, tail: String },
     #[error("QEMU exited ({status}) before the ready line; the last console lines:\n{tail}")]
     Exited { status: String, tail: String },
+    #[error("the firmware refused to start the UKI: {line}\nthe UKI is unsigned, was changed after signing, or was signed by a key whose certificate is not in db; the last console lines:\n{tail}")]
+    FirmwareRefused { line: String, tail: String },
+    #[error("{VIRT_FW_VARS} not found, which --secure-boot needs to enroll the db certificate")]
+    NoVirtFwVars,
+    #[error("Secure Boot db certificate {0} not found")]
+    NoDbCertificate(PathBuf),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Tool(err) => err.exit_code(),
-            RunError::NoImage(_) | RunError::NoFirmware(_) => 2,
+            RunError::NoImage(_) | RunError::NoFirmware(_) | RunError::NoVirtFwVars | RunError::NoDbCertificate(_) => 2,
             _ => 1,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RunError::Tool(err) => err.hint(),
+            RunError::NoFirmware(_) => Some("install it with: apt-get install ovmf".into()),
+            RunError::NoVirtFwVars => Some("install it with `pip install virt-firmware` (.ci/run installs ci/python-tools.txt into /opt/applbuild-tools; put its bin/ on PATH)".into()),
+            RunError::NoDbCertificate(_) => Some("pass --db-cert FILE, or create the db key pair with `applbuild keys init --db-only KEYDIR`".into()),
+            _ => None,
         }
     }
 }
@@ -83,6 +120,9 @@ pub struct RunOptions {
     /// Cards connected to UDP sockets on 127.0.0.1 instead, as (local port,
     /// remote port): each datagram carries one Ethernet frame.
     pub nic_udp: Vec<(u16, u16)>,
+    /// Boot with Secure Boot enforced and this certificate (PEM or DER) as
+    /// the only entry of the firmware's `db`.
+    pub secure_boot: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -100,6 +140,7 @@ impl RunOptions {
             nic_model: "virtio-net-pci",
             nics: 1,
             nic_udp: Vec::new(),
+            secure_boot: None,
         }
     }
 }
@@ -189,13 +230,24 @@ pub fn kvm_usable() -> bool {
 
 fn qemu_command(options: &RunOptions, vars: &Path, kvm: bool) -> Command {
     let mut cmd = tool::command(tool::QEMU);
-    cmd.args(["-machine", "q35", "-m"]).arg(options.memory_mib.to_string()).arg("-smp").arg(options.cpus.to_string());
+    let code = match options.secure_boot {
+        // The Secure Boot build keeps its variables in SMM, which only a secure pflash protects.
+        Some(_) => {
+            cmd.args(["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"]);
+            OVMF_CODE_SECURE_BOOT
+        }
+        None => {
+            cmd.args(["-machine", "q35"]);
+            OVMF_CODE
+        }
+    };
+    cmd.arg("-m").arg(options.memory_mib.to_string()).arg("-smp").arg(options.cpus.to_string());
     if kvm {
         cmd.args(["-accel", "kvm", "-cpu", "host"]);
     } else {
         cmd.args(["-accel", "tcg", "-cpu", "max"]);
     }
-    cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+    cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"));
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
     add_disks(&mut cmd, options);
     add_nics(&mut cmd, options);
@@ -224,12 +276,21 @@ pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
     if !options.disk.is_file() {
         return Err(RunError::NoImage(options.disk.clone()));
     }
-    for firmware in [OVMF_CODE, OVMF_VARS] {
+    let code = if options.secure_boot.is_some() { OVMF_CODE_SECURE_BOOT } else { OVMF_CODE };
+    for firmware in [code, OVMF_VARS] {
         if !Path::new(firmware).is_file() {
             return Err(RunError::NoFirmware(PathBuf::from(firmware)));
         }
     }
     tool::require(&[tool::QEMU])?;
+    if let Some(db_cert) = &options.secure_boot {
+        if !db_cert.is_file() {
+            return Err(RunError::NoDbCertificate(db_cert.clone()));
+        }
+        if tool::find(VIRT_FW_VARS).is_none() {
+            return Err(RunError::NoVirtFwVars);
+        }
+    }
     let kvm = match options.accel {
         Accel::Auto => kvm_usable(),
         Accel::Kvm => true,
@@ -240,7 +301,12 @@ pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
 
     let temp = tempfile::tempdir().map_err(|source| RunError::Io { action: "create a temporary folder in", path: std::env::temp_dir(), source })?;
     let vars = temp.path().join("OVMF_VARS.fd");
-    std::fs::copy(OVMF_VARS, &vars).map_err(|source| RunError::Io { action: "copy", path: PathBuf::from(OVMF_VARS), source })?;
+    match &options.secure_boot {
+        Some(db_cert) => enrolled_vars(db_cert, &vars)?,
+        None => {
+            std::fs::copy(OVMF_VARS, &vars).map_err(|source| RunError::Io { action: "copy", path: PathBuf::from(OVMF_VARS), source })?;
+        }
+    }
     let mut cmd = qemu_command(options, &vars, kvm);
     tracing::debug!(command = %tool::display(&cmd), "running");
 
@@ -256,6 +322,21 @@ pub fn run(options: &RunOptions) -> Result<Option<TestOutcome>, RunError> {
         .spawn()
         .map_err(|source| ToolError::Spawn { program: tool::QEMU.program.into(), source })?;
     watch_console(child, options.timeout, accel).map(Some)
+}
+
+/// Writes an OVMF variable store to `vars` with Secure Boot enabled and
+/// `db_cert` as the only `db` entry. `--enroll-generate` makes a new
+/// platform key and KEK for this run only.
+fn enrolled_vars(db_cert: &Path, vars: &Path) -> Result<(), RunError> {
+    let mut cmd = Command::new(VIRT_FW_VARS);
+    cmd.args(["--input", OVMF_VARS, "--output"])
+        .arg(vars)
+        .args(["--enroll-generate", THROWAWAY_PK_NAME, "--no-microsoft", "--microsoft-kek", "none", "--add-db", DB_OWNER_GUID])
+        .arg(db_cert)
+        .arg("--secure-boot");
+    tool::run(&mut cmd)?;
+    tracing::info!(db = %db_cert.display(), "run: Secure Boot enforced with this db certificate");
+    Ok(())
 }
 
 /// Reads the serial console until the ready line, a failure marker, QEMU's
@@ -300,12 +381,16 @@ fn watch_console(mut child: Child, timeout: Duration, accel: &'static str) -> Re
                 if let Some(start) = line.find(READY_PREFIX) {
                     break Ok(TestOutcome { ready_line: line[start..].to_string(), accel, seconds: started.elapsed().as_secs_f64() });
                 }
-                if FAILURE_MARKERS.iter().any(|marker| line.contains(marker)) {
+                let refused = FIRMWARE_REFUSAL.iter().all(|part| line.contains(part));
+                if refused || FAILURE_MARKERS.iter().any(|marker| line.contains(marker)) {
                     // Collect a little more output for context.
                     let grace = Instant::now() + Duration::from_secs(2);
                     while let Ok(more) = receiver.recv_timeout(grace.saturating_duration_since(Instant::now())) {
                         eprintln!("{more}");
                         tail.push_back(more);
+                    }
+                    if refused {
+                        break Err(RunError::FirmwareRefused { line, tail: join(&tail) });
                     }
                     break Err(RunError::BootFailed { line, tail: join(&tail) });
                 }

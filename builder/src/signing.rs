@@ -21,7 +21,7 @@ use crate::disk;
 use crate::error::Error;
 use crate::pipeline::{self, SIGNING_INPUTS_DIR};
 use crate::pkcs11::Pkcs11Key;
-use crate::{keys, sign};
+use crate::{authenticode, keys, sign};
 
 /// Location of the release key for `applbuild sign`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,10 @@ pub struct SignSummary {
     pub certificate_subject: String,
 }
 
-/// Signs the unsigned build in `dir` with the key from `key_source`.
+/// Signs the unsigned build in `dir` with the key from `key_source`. When
+/// the build requests Secure Boot signing, the UKI is signed with the db
+/// key from `db_key_source`, or else the db key pair in the `key_source`
+/// folder.
 ///
 /// Rejects a folder that is already signed or has no signing inputs, and a
 /// key whose certificate is not the one the unsigned build put in the
@@ -59,7 +62,7 @@ pub struct SignSummary {
 /// command is interrupted while doing so, running it again completes the
 /// image, because `signing-inputs/` and the `unsigned` marker are removed
 /// only at the end.
-pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Error> {
+pub fn sign_output(dir: &Path, key_source: &KeySource, db_key_source: Option<&KeySource>) -> Result<SignSummary, Error> {
     let record_path = dir.join("build.json");
     let record_bytes = fs::read(&record_path).map_err(|source| Error::io("read", &record_path, source))?;
     let mut record: serde_json::Value = serde_json::from_slice(&record_bytes).map_err(|err| usage(format!("{}: invalid JSON: {err}", record_path.display()), None))?;
@@ -81,8 +84,7 @@ pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Er
             (Box::new(Pkcs11Key::open(uri, certificate)?), uri.clone())
         }
     };
-    let cert_der = key.signer_certificate().to_der().map_err(|err| Error::Internal(format!("encoding the certificate: {err}")))?;
-    let key_fingerprint = hex::encode(Sha256::digest(&cert_der));
+    let key_fingerprint = certificate_sha256(key.as_ref())?;
     if key_fingerprint != inputs.certificate_sha256 {
         return Err(usage(
             format!("the certificate of {key_name} (SHA-256 {key_fingerprint}) is not the one this image's kernel trusts (SHA-256 {})", inputs.certificate_sha256),
@@ -90,11 +92,19 @@ pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Er
         ));
     }
 
-    let parts = pipeline::sign_parts(&inputs, Some(key.as_ref()))?;
+    let db_key = if inputs.secure_boot { Some(open_db_key(&inputs, &inputs_dir, key_source, db_key_source)?) } else { None };
+
+    let keys = pipeline::PartKeys { release: key.as_ref(), db: db_key.as_ref().map(|(key, _)| key.as_ref()) };
+    let parts = pipeline::sign_parts(&inputs, Some(keys))?;
     // A token key that does not belong to the certificate signs without error, so check the result.
     sign::verify_detached(&parts.root_sig, inputs.root_hash.as_bytes(), key.signer_certificate()).map_err(|err| {
         usage(format!("the signature made with {key_name} does not verify with the image's certificate: {err}"), Some("choose the private key that belongs to the certificate".into()))
     })?;
+    if let Some((db_key, db_key_name)) = &db_key {
+        authenticode::verify(&parts.uki, db_key.signer_certificate()).map_err(|err| {
+            usage(format!("the UKI signature made with {db_key_name} does not verify with the image's db certificate: {err}"), Some("choose the private key that belongs to the db certificate".into()))
+        })?;
+    }
     let disk_path = dir.join("disk.raw");
     write_partitions(&disk_path, &parts)?;
     // The ESP and the signature partition changed: so did their bmap
@@ -129,6 +139,46 @@ pub fn sign_output(dir: &Path, key_source: &KeySource) -> Result<SignSummary, Er
     tracing::info!(output = %dir.display(), "sign: signed the image");
     let certificate_subject = key.signer_certificate().tbs_certificate().subject().to_string();
     Ok(SignSummary { output: dir.to_path_buf(), root_hash: inputs.root_hash, certificate_subject })
+}
+
+/// Opens the Secure Boot db key: `db_key_source`, else the db key pair in
+/// the `--key` folder. Its certificate must be the one the unsigned build
+/// recorded.
+fn open_db_key(inputs: &pipeline::SigningInputs, inputs_dir: &Path, key_source: &KeySource, db_key_source: Option<&KeySource>) -> Result<(Box<dyn sign::RsaSigner>, String), Error> {
+    let source = match (db_key_source, key_source) {
+        (Some(source), _) => source.clone(),
+        (None, KeySource::Folder(dir)) => KeySource::Folder(dir.clone()),
+        (None, KeySource::Pkcs11(_)) => {
+            return Err(usage(
+                "the board signs the UKI for Secure Boot, and a PKCS#11 release key has no db key next to it".into(),
+                Some("name the db key with --db-key DIR|URI (a key folder with db.key.pem, or a PKCS#11 URI)".into()),
+            ))
+        }
+    };
+    let (key, name): (Box<dyn sign::RsaSigner>, String) = match &source {
+        KeySource::Folder(dir) => (Box::new(keys::load_pair(dir, keys::SECURE_BOOT_DB)?), dir.join(keys::DB_KEY_FILE).display().to_string()),
+        KeySource::Pkcs11(uri) => {
+            if inputs.db_certificate_pem.is_empty() {
+                return Err(usage(format!("{} records no db certificate, which signing with a PKCS#11 db key needs", inputs_dir.join("inputs.json").display()), Some("rebuild with this version of applbuild image --unsigned".into())));
+            }
+            let certificate = x509_cert::Certificate::from_pem(inputs.db_certificate_pem.as_bytes()).map_err(|err| Error::Internal(format!("the recorded db certificate does not parse: {err}")))?;
+            (Box::new(Pkcs11Key::open(uri, certificate)?), uri.clone())
+        }
+    };
+    let fingerprint = certificate_sha256(key.as_ref())?;
+    if fingerprint != inputs.db_certificate_sha256 {
+        return Err(usage(
+            format!("the db certificate of {name} (SHA-256 {fingerprint}) is not the one the unsigned build recorded (SHA-256 {})", inputs.db_certificate_sha256),
+            Some("sign with the db key whose db.cert.pem the unsigned build read, or rebuild with the new db certificate".into()),
+        ));
+    }
+    Ok((key, name))
+}
+
+/// Returns the SHA-256 (hex) of a signer's DER certificate.
+fn certificate_sha256(key: &dyn sign::RsaSigner) -> Result<String, Error> {
+    let der = key.signer_certificate().to_der().map_err(|err| Error::Internal(format!("encoding the certificate: {err}")))?;
+    Ok(hex::encode(Sha256::digest(&der)))
 }
 
 /// Writes the ESP and the verity signature partition into the disk image.

@@ -8,8 +8,16 @@
 //! The 20-byte COFF header, the optional header (PE32+ magic 0x20b) and the
 //! section table of 40-byte headers follow. [`build`] appends one header per
 //! new section to that table and the section data after the end of the stub
-//! file. Everything in the stub keeps its offset, including a COFF symbol
-//! table after the last section.
+//! file. Everything in the stub's headers and sections keeps its offset.
+//!
+//! Data after the stub's last section is dropped: that is the COFF symbol
+//! and string table that linkers leave there, which image loaders never
+//! read. `PointerToSymbolTable` and `NumberOfSymbols` are then set to 0. The
+//! new sections thus follow the stub's sections without a gap, so every byte
+//! of the UKI is covered by its Authenticode digest
+//! ([`crate::authenticode`]), and verifiers that hash the file from start to
+//! end (osslsigncode) agree with those that hash section by section (edk2
+//! firmware, sbsigntool).
 //!
 //! For each new section, in the order given:
 //! * `VirtualAddress` is the end of everything mapped before it (all stub
@@ -55,6 +63,8 @@ const SECTION_NAME_MAX: usize = 8;
 
 /// Field offsets in the COFF header, relative to its start.
 const COFF_NUMBER_OF_SECTIONS: usize = 2;
+const COFF_POINTER_TO_SYMBOL_TABLE: usize = 8;
+const COFF_NUMBER_OF_SYMBOLS: usize = 12;
 const COFF_SIZE_OF_OPTIONAL_HEADER: usize = 16;
 
 /// Field offsets in the PE32+ optional header, relative to its start.
@@ -295,6 +305,7 @@ pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>, UkiErro
     validate_sections(&headers, sections)?;
     check_header_room(stub, &headers, sections.len())?;
 
+    let stub = strip_trailing_data(stub, &headers);
     let placed = place_sections(stub.len(), &headers, sections)?;
     for section in &placed {
         tracing::debug!(
@@ -306,7 +317,7 @@ pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>, UkiErro
         );
     }
 
-    let mut image = stub.to_vec();
+    let mut image = stub;
     write_sections(&mut image, &headers, &placed)?;
     update_optional_header(&mut image, &headers, &placed)?;
     let checksum = pe_checksum(&image, headers.optional_offset + OPT_CHECKSUM);
@@ -358,6 +369,48 @@ pub fn read_sections(image: &[u8]) -> Result<Vec<Section>, UkiError> {
         sections.push(Section { name, data: data.to_vec() });
     }
     Ok(sections)
+}
+
+/// The parts of a PE32+ image that an Authenticode digest skips or walks:
+/// see [`crate::authenticode`].
+#[derive(Debug, Clone)]
+pub(crate) struct PeLayout {
+    /// File offset of the optional header's `CheckSum` field.
+    pub checksum_offset: usize,
+    /// File offset of the certificate table data directory entry
+    /// (`VirtualAddress` then `Size`), or `None` when the optional header
+    /// has fewer than five data directories.
+    pub certificate_entry_offset: Option<usize>,
+    /// `SizeOfHeaders`.
+    pub size_of_headers: usize,
+    /// `(PointerToRawData, SizeOfRawData)` of every section, in table order.
+    pub sections: Vec<(u32, u32)>,
+}
+
+/// Reads the offsets that Authenticode hashing needs from a PE32+ image.
+///
+/// # Errors
+///
+/// [`UkiError`] for a file that is not PE32+ or whose headers are cut off.
+pub(crate) fn pe_layout(image: &[u8]) -> Result<PeLayout, UkiError> {
+    let headers = parse_headers(image)?;
+    let optional_size = headers.section_table_offset - headers.optional_offset;
+    let directories = read_u32(image, headers.optional_offset + OPT_NUMBER_OF_RVA_AND_SIZES, "optional header")? as usize;
+    let entry = OPT_DATA_DIRECTORIES + CERTIFICATE_TABLE_INDEX * DATA_DIRECTORY_LEN;
+    let has_entry = directories > CERTIFICATE_TABLE_INDEX && entry + DATA_DIRECTORY_LEN <= optional_size;
+    Ok(PeLayout {
+        checksum_offset: headers.optional_offset + OPT_CHECKSUM,
+        certificate_entry_offset: has_entry.then_some(headers.optional_offset + entry),
+        size_of_headers: headers.size_of_headers as usize,
+        sections: headers.sections.iter().map(|s| (s.pointer_to_raw_data, s.size_of_raw_data)).collect(),
+    })
+}
+
+/// Recomputes and stores the PE `CheckSum` of `image`, whose headers
+/// [`pe_layout`] read.
+pub(crate) fn update_checksum(image: &mut [u8], layout: &PeLayout) {
+    let checksum = pe_checksum(image, layout.checksum_offset);
+    put_u32(image, layout.checksum_offset, checksum);
 }
 
 /// Computes the PE image checksum: the 16-bit one's-complement style sum of
@@ -474,6 +527,27 @@ fn parse_headers(stub: &[u8]) -> Result<PeHeaders, UkiError> {
         )?,
         sections,
     })
+}
+
+/// Returns the stub without the data after its headers and last section,
+/// with the COFF symbol table fields cleared when that data held it.
+fn strip_trailing_data(stub: &[u8], headers: &PeHeaders) -> Vec<u8> {
+    let sections_end = headers
+        .sections
+        .iter()
+        .map(|s| s.pointer_to_raw_data as usize + s.size_of_raw_data as usize)
+        .fold(headers.size_of_headers as usize, usize::max);
+    if stub.len() <= sections_end {
+        return stub.to_vec();
+    }
+    tracing::debug!(bytes = stub.len() - sections_end, offset = sections_end, "UKI: dropping the stub's data after its last section");
+    let mut kept = stub[..sections_end].to_vec();
+    let symbols = headers.coff_offset + COFF_POINTER_TO_SYMBOL_TABLE;
+    if read_u32(&kept, symbols, "COFF header").is_ok_and(|offset| offset as usize >= sections_end) {
+        put_u32(&mut kept, symbols, 0);
+        put_u32(&mut kept, headers.coff_offset + COFF_NUMBER_OF_SYMBOLS, 0);
+    }
+    kept
 }
 
 /// Rejects a stub whose certificate table data directory is not empty.

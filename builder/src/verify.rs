@@ -26,7 +26,7 @@ use x509_cert::Certificate;
 
 use crate::disk::{self, FatVolume, Layout, PartitionEntry};
 use crate::error::Error;
-use crate::{initramfs, keys, policy, sign, uki, verity};
+use crate::{authenticode, initramfs, keys, policy, sign, uki, verity};
 
 /// Path of the UKI on the ESP.
 pub const ESP_UKI_PATH: &str = "EFI/BOOT/BOOTX64.EFI";
@@ -105,9 +105,20 @@ struct SignatureJson {
 /// Returns the report, failed checks included. Returns an error only when
 /// the image or the certificate cannot be read at all.
 pub fn verify(image: &Path, cert: Option<&Path>) -> Result<Report, Error> {
+    verify_with(image, cert, None)
+}
+
+/// Verifies the image as [`verify`] does and, when `db_cert` is given,
+/// also the Authenticode signature of the UKI on the ESP with that
+/// certificate, as UEFI firmware with it in `db` checks it under Secure Boot.
+pub fn verify_with(image: &Path, cert: Option<&Path>, db_cert: Option<&Path>) -> Result<Report, Error> {
     let disk_path = if image.is_dir() { image.join("disk.raw") } else { image.to_path_buf() };
     let mut file = File::open(&disk_path).map_err(|source| Error::io("open", &disk_path, source))?;
     let trusted = match cert {
+        Some(path) => Some(keys::load_certificate(path)?),
+        None => None,
+    };
+    let db_certificate = match db_cert {
         Some(path) => Some(keys::load_certificate(path)?),
         None => None,
     };
@@ -126,6 +137,9 @@ pub fn verify(image: &Path, cert: Option<&Path>) -> Result<Report, Error> {
     // The UKI and the policy signature, read from the ESP.
     let esp = read_partition(&mut file, &disk_path, parts.esp)?;
     let uki_bytes = check_esp(&esp, &mut report);
+    if let (Some(uki_bytes), Some(db_certificate)) = (&uki_bytes, &db_certificate) {
+        check_secure_boot(uki_bytes, db_certificate, &mut report);
+    }
     let sections = uki_bytes.as_deref().and_then(|bytes| check_uki(bytes, &mut report));
     let cmdline = sections.as_ref().and_then(|s| section(s, ".cmdline")).map(|data| String::from_utf8_lossy(data).trim_end_matches(['\0', '\n']).to_string());
     let policy_sig = sections.as_ref().and_then(|s| section(s, ".initrd")).and_then(|initrd| check_initrd(initrd, &mut report));
@@ -210,6 +224,13 @@ fn check_esp(esp: &[u8], report: &mut Report) -> Option<Vec<u8>> {
             None
         }
     }
+}
+
+fn check_secure_boot(uki_bytes: &[u8], db_certificate: &Certificate, report: &mut Report) {
+    let result = authenticode::verify(uki_bytes, db_certificate)
+        .map(|verified| format!("{ESP_UKI_PATH} has an Authenticode signature by {} over SHA-256 {}", verified.signer, verified.digest))
+        .map_err(|err| format!("{ESP_UKI_PATH}: {err}; Secure Boot firmware with this db certificate refuses to start it"));
+    report.record("secure boot signature", result);
 }
 
 fn check_uki(uki_bytes: &[u8], report: &mut Report) -> Option<Vec<uki::Section>> {

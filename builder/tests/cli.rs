@@ -230,3 +230,14 @@ fn disk_too_small_for_partitions() {
 fn nix_is_root() -> bool {
     fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
 }
+
+#[test]
+fn secure_boot_without_db_key() {
+    let fixture = Fixture::new();
+    fixture.write_board(&format!("{}\n[secure_boot]\nsign = true\n", fixture.board_text()));
+    let keys = fixture.dir.path().join("keys");
+    assert_config_error(&fixture, &fixture.board(), &["[secure_boot] sign = true", &keys.display().to_string(), "db.key.pem is missing"]);
+    let (_, stderr) = fixture.image(&fixture.board());
+    let hint = stderr.lines().find(|line| line.starts_with("hint: ")).unwrap_or_default();
+    assert!(hint.contains(&format!("applbuild keys init --db-only {}", keys.display())), "{hint}");
+}

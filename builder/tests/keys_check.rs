@@ -123,3 +123,51 @@ fn cli_exit_codes() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
     assert_eq!(json["ok"], false);
 }
+
+/// Copies the test db key pair next to the release pair.
+fn copy_test_db_keys(dir: &Path) {
+    for name in [keys::DB_KEY_FILE, keys::DB_CERT_FILE] {
+        fs::copy(repo_keys().join(name), dir.join(name)).expect("copy test db key");
+    }
+    set_mode(&dir.join(keys::DB_KEY_FILE), 0o600);
+}
+
+#[test]
+fn db_pair_checked_when_present() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    copy_test_keys(dir.path());
+    copy_test_db_keys(dir.path());
+    let checks = keys::check(dir.path(), SystemTime::now());
+    assert_eq!(failed(&checks), Vec::<&str>::new(), "{checks:?}");
+    assert_eq!(checks.len(), 14, "{checks:?}");
+    assert_eq!(checks.iter().filter(|check| check.key == "db").count(), 7, "{checks:?}");
+
+    set_mode(&dir.path().join(keys::DB_KEY_FILE), 0o644);
+    let checks = keys::check(dir.path(), SystemTime::now());
+    let failures: Vec<&KeyCheck> = checks.iter().filter(|check| !check.ok).collect();
+    assert_eq!(failures.len(), 1, "{checks:?}");
+    assert_eq!((failures[0].key, failures[0].name), ("db", "key file mode"));
+    assert!(failures[0].message.contains("db.key.pem"), "{}", failures[0].message);
+}
+
+#[test]
+fn db_certificate_of_other_key_fails_match() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    copy_test_keys(dir.path());
+    copy_test_db_keys(dir.path());
+    fs::copy(repo_keys().join("cert.pem"), dir.path().join(keys::DB_CERT_FILE)).expect("replace db.cert.pem");
+    let checks = keys::check(dir.path(), SystemTime::now());
+    let failures: Vec<(&str, &str)> = checks.iter().filter(|check| !check.ok).map(|check| (check.key, check.name)).collect();
+    assert_eq!(failures, [("db", "key matches certificate")], "{checks:?}");
+}
+
+#[test]
+fn init_rejects_existing_db_files() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    copy_test_db_keys(dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_applbuild")).args(["keys", "init", "--bits", "2048"]).arg(dir.path()).output().expect("run applbuild keys init");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("db.key.pem already exists"), "{stderr}");
+    assert!(!dir.path().join("key.pem").exists(), "keys init created key.pem before failing");
+}

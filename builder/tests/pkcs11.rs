@@ -170,3 +170,30 @@ fn unsigned_image_signed_in_token_matches() {
         assert!(status.success(), "{name} differs from the one-step signed build");
     }
 }
+
+#[test]
+fn token_authenticode_equals_key_file() {
+    let _guard = TOKEN_LOCK.lock().unwrap_or_else(|poison| poison.into_inner());
+    let Some(token) = Token::new() else { return };
+    let Ok(stub) = fs::read("/usr/lib/systemd/boot/efi/linuxx64.efi.stub") else {
+        eprintln!("skipped: no systemd-stub (apt-get install systemd-boot-efi)");
+        return;
+    };
+    token.import(&repo().join("keys/test/db.key.pem"), "db", "03");
+    std::env::set_var("SOFTHSM2_CONF", token.config());
+    let db_certificate = keys::load_certificate(&repo().join("keys/test/db.cert.pem")).expect("test db certificate");
+    let hsm_key = Pkcs11Key::open(&token.uri("token=release;object=db", PIN), db_certificate.clone()).expect("open token db key");
+
+    let file_dir = tempfile::tempdir().expect("temporary folder");
+    for name in [keys::DB_KEY_FILE, keys::DB_CERT_FILE] {
+        fs::copy(repo().join("keys/test").join(name), file_dir.path().join(name)).expect("copy test db key");
+    }
+    fs::set_permissions(file_dir.path().join(keys::DB_KEY_FILE), fs::Permissions::from_mode(0o600)).expect("chmod key");
+    let file_key = keys::load_pair(file_dir.path(), keys::SECURE_BOOT_DB).expect("load test db key");
+
+    let uki = applbuild::uki::build(&stub, &[(".cmdline", b"console=ttyS0"), (".linux", &[0x90; 4096])]).expect("build UKI");
+    let from_token = applbuild::authenticode::sign(&uki, &hsm_key).expect("token signs");
+    let from_file = applbuild::authenticode::sign(&uki, &file_key).expect("file key signs");
+    assert!(from_token == from_file, "the token's Authenticode signature differs from the key file's");
+    applbuild::authenticode::verify(&from_token, &db_certificate).expect("the token's signature verifies");
+}

@@ -28,14 +28,9 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("repository root")
 }
 
-/// The committed test key pair, copied so its mode can be set to 0600.
+/// The committed test key pairs, copied so their modes can be set to 0600.
 fn test_keys(dir: &Path) -> KeyPair {
-    use std::os::unix::fs::PermissionsExt;
-    fs::create_dir_all(dir).expect("key folder");
-    for name in ["key.pem", "cert.pem"] {
-        fs::copy(repo().join("keys/test").join(name), dir.join(name)).expect("copy test key");
-    }
-    fs::set_permissions(dir.join("key.pem"), fs::Permissions::from_mode(0o600)).expect("chmod key");
+    common::copy_test_keys(dir);
     keys::load(dir).expect("load test keys")
 }
 
@@ -378,27 +373,39 @@ fn pkcs7_verifier_accepts_openssl_signature() {
 // The real default board
 // ---------------------------------------------------------------------------
 
-/// Builds boards/qemu-x86_64.toml once per test run with the test keys.
-fn built_image() -> &'static Path {
-    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = BUILT.get_or_init(|| {
-        let out = tempfile::tempdir().expect("temporary folder");
-        let keys_dir = out.path().join("keys");
-        test_keys(&keys_dir);
+/// The default board built once per test run with the test keys and
+/// `[secure_boot] sign = true`.
+struct BuiltImage {
+    _work: tempfile::TempDir,
+    /// The board copy it was built from.
+    board: PathBuf,
+    /// The key folder, a copy of keys/test.
+    keys: PathBuf,
+    /// The output folder OUT/qemu-x86_64/1.0.0.
+    dir: PathBuf,
+}
+
+fn built_image() -> &'static BuiltImage {
+    static BUILT: OnceLock<BuiltImage> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let work = tempfile::tempdir().expect("temporary folder");
+        let keys_dir = work.path().join("keys");
+        common::copy_test_keys(&keys_dir);
+        let board = work.path().join("board.toml");
+        common::write_default_board(&board, &keys_dir, true);
         let output = Command::new(env!("CARGO_BIN_EXE_applbuild"))
             .current_dir(repo())
             .env("SOURCE_DATE_EPOCH", "1764806400")
-            .args(["image", "boards/qemu-x86_64.toml", "--keys"])
-            .arg(&keys_dir)
+            .arg("image")
+            .arg(&board)
             .arg("--out")
-            .arg(out.path().join("signed"))
+            .arg(work.path().join("signed"))
             .output()
             .expect("run applbuild image");
         assert!(output.status.success(), "applbuild image failed: {}", String::from_utf8_lossy(&output.stderr));
-        let dir = out.path().join("signed/qemu-x86_64/1.0.0");
-        (out, dir)
-    });
-    path
+        let dir = work.path().join("signed/qemu-x86_64/1.0.0");
+        BuiltImage { _work: work, board, keys: keys_dir, dir }
+    })
 }
 
 /// Copies the output folder of the built image, keeping disk.raw sparse.
@@ -410,11 +417,12 @@ fn copy_output(from: &Path, to: &Path) {
 #[test]
 #[ignore = "builds the default board: needs root and the cached kernel (about 40 s)"]
 fn built_image_passes_and_detects_flips() {
-    let built = built_image();
+    let built = &built_image().dir;
     let cert = repo().join("keys/test/cert.pem");
-    let report = verify::verify(built, Some(&cert)).expect("verify runs");
+    let report = verify::verify_with(built, Some(&cert), Some(&repo().join("keys/test/db.cert.pem"))).expect("verify runs");
     assert!(report.passed(), "failed: {:?}", failed_checks(&report));
     assert!(report.checks.iter().any(|c| c.name == "build.json" && c.ok), "build.json was not compared");
+    assert!(report.checks.iter().any(|c| c.name == "secure boot signature" && c.ok), "the UKI's Authenticode signature was not checked");
 
     let work = tempfile::tempdir().expect("temporary folder");
     let copy = work.path().join("copy");
@@ -436,35 +444,39 @@ fn built_image_passes_and_detects_flips() {
 #[test]
 #[ignore = "builds the default board twice: needs root and the cached kernel (about 80 s)"]
 fn unsigned_then_sign_matches_signed_build() {
-    let signed = built_image();
+    let built = built_image();
+    let signed = &built.dir;
     let work = tempfile::tempdir().expect("temporary folder");
-    let keys_dir = work.path().join("keys");
-    test_keys(&keys_dir);
+    let keys_dir = &built.keys;
     let binary = env!("CARGO_BIN_EXE_applbuild");
     let output = Command::new(binary)
         .current_dir(repo())
         .env("SOURCE_DATE_EPOCH", "1764806400")
-        .args(["image", "--unsigned", "boards/qemu-x86_64.toml", "--keys"])
-        .arg(&keys_dir)
+        .args(["image", "--unsigned"])
+        .arg(&built.board)
         .arg("--out")
         .arg(work.path().join("unsigned"))
         .output()
         .expect("run applbuild image --unsigned");
     assert!(output.status.success(), "applbuild image --unsigned failed: {}", String::from_utf8_lossy(&output.stderr));
     let unsigned = work.path().join("unsigned/qemu-x86_64/1.0.0");
-    let report = verify::verify(&unsigned, Some(&keys_dir.join("cert.pem"))).expect("verify runs");
+    let report = verify::verify_with(&unsigned, Some(&keys_dir.join("cert.pem")), Some(&keys_dir.join("db.cert.pem"))).expect("verify runs");
     assert!(!report.passed(), "an unsigned image passed verify");
+    let secure_boot = report.checks.iter().find(|c| c.name == "secure boot signature").expect("secure boot check");
+    assert!(!secure_boot.ok && secure_boot.message.contains("no Authenticode signature"), "{}", secure_boot.message);
 
-    let output = Command::new(binary).arg("sign").arg(&unsigned).arg("--key").arg(&keys_dir).output().expect("run applbuild sign");
+    let output = Command::new(binary).arg("sign").arg(&unsigned).arg("--key").arg(keys_dir).output().expect("run applbuild sign");
     assert!(output.status.success(), "applbuild sign failed: {}", String::from_utf8_lossy(&output.stderr));
     for name in ["disk.raw", "uki.efi", "roothash.p7s", "policy.p7s", "policy.pol", "roothash", "cmdline", "sbom.spdx.json"] {
         let status = Command::new("cmp").arg(signed.join(name)).arg(unsigned.join(name)).status().expect("run cmp");
         assert!(status.success(), "{name} differs from the one-step signed build");
     }
     assert!(!unsigned.join("signing-inputs").exists(), "signing-inputs/ was left behind");
+    let report = verify::verify_with(&unsigned, Some(&keys_dir.join("cert.pem")), Some(&keys_dir.join("db.cert.pem"))).expect("verify runs");
+    assert!(report.passed(), "the signed image failed verify: {:?}", failed_checks(&report));
     let record: serde_json::Value = serde_json::from_slice(&fs::read(unsigned.join("build.json")).expect("read build.json")).expect("build.json");
     assert_eq!(record["unsigned"], false);
 
-    let output = Command::new(binary).arg("sign").arg(&unsigned).arg("--key").arg(&keys_dir).output().expect("run applbuild sign");
+    let output = Command::new(binary).arg("sign").arg(&unsigned).arg("--key").arg(keys_dir).output().expect("run applbuild sign");
     assert_eq!(output.status.code(), Some(2), "signing twice was not rejected");
 }

@@ -1,7 +1,8 @@
 //! The x86 box board in QEMU: boards/x86_64-uefi-test.toml (the kernel
 //! fragments of boards/x86_64-uefi.toml with the committed test keys) boots
-//! on a q35 machine from an NVMe disk with two e1000e cards, and its
-//! nftables ruleset decides what it routes between them.
+//! with Secure Boot enforced on a q35 machine from an NVMe disk with two
+//! e1000e cards, and its nftables ruleset decides what it routes between
+//! them.
 //!
 //! Each card is wired to a pair of UDP sockets on 127.0.0.1 (`applbuild run
 //! --nic-udp`). The test is the other end of both links. It replies to ARP
@@ -242,6 +243,7 @@ fn x86_box_boots_from_nvme_and_routes_only_allowed_traffic() {
         .arg(&board)
         .arg("--out")
         .arg(out.path())
+        .arg("--secure-boot")
         .arg("--nic-udp")
         .arg(format!("{qemu_inside}:{}", inside.port()))
         .arg("--nic-udp")
@@ -270,6 +272,7 @@ fn x86_box_boots_from_nvme_and_routes_only_allowed_traffic() {
         "static addresses or forwarding missing from the ready line: {ready}"
     );
     let console = guest.console();
+    assert!(console.contains("secureboot: Secure boot enabled"), "the firmware did not enforce Secure Boot:\n{console}");
     assert!(console.contains("nvme0n1"), "the kernel did not find the NVMe disk:\n{console}");
     assert!(console.contains("e1000e"), "the kernel did not load the e1000e driver:\n{console}");
     assert!(console.contains("eth1"), "the kernel did not find a second card:\n{console}");
