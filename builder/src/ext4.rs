@@ -105,7 +105,7 @@ pub fn build(dir: &Path, image: &Path, params: &Ext4Params) -> Result<Ext4Output
     let hash_seed = uuid_text(&params.hash_seed);
     let mut mke2fs = tool::command(tool::MKE2FS);
     mke2fs
-        .env("E2FSPROGS_FAKE_TIME", params.epoch.to_string())
+        .env("E2FSPROGS_FAKE_TIME", fake_time(params.epoch))
         .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0"])
         .args(["-O", "^has_journal"])
         .args(["-N", &(entries + 64).to_string()])
@@ -181,6 +181,14 @@ fn image_size(dir: &Path, entries: u64) -> Result<u64, Ext4Error> {
     Ok(raw.div_ceil(1 << 20) * (1 << 20))
 }
 
+/// Returns the value of `E2FSPROGS_FAKE_TIME` for `epoch`. e2fsprogs
+/// (1.47) reads 0 as "not set" and takes the current time, so epoch 0 (the
+/// default when `SOURCE_DATE_EPOCH` is unset) becomes 1: the superblock
+/// times are then 1970-01-01 00:00:01, and file times stay at `epoch`.
+pub fn fake_time(epoch: u64) -> String {
+    epoch.max(1).to_string()
+}
+
 /// Sets every inode's ctime and atime to `epoch` in one debugfs run.
 fn normalise_ctimes(image: &Path, paths: &[String], epoch: u64) -> Result<(), Ext4Error> {
     let commands_path = image.with_extension("debugfs");
@@ -191,7 +199,7 @@ fn normalise_ctimes(image: &Path, paths: &[String], epoch: u64) -> Result<(), Ex
         writeln!(commands, "sif \"{path}\" ctime @{epoch}\nsif \"{path}\" atime @{epoch}").map_err(io("write", &commands_path))?;
     }
     drop(commands);
-    let output = tool::run(tool::command(tool::DEBUGFS).env("E2FSPROGS_FAKE_TIME", epoch.to_string()).arg("-w").arg("-f").arg(&commands_path).arg(image))?;
+    let output = tool::run(tool::command(tool::DEBUGFS).env("E2FSPROGS_FAKE_TIME", fake_time(epoch)).arg("-w").arg("-f").arg(&commands_path).arg(image))?;
     let _ = fs::remove_file(&commands_path);
     // debugfs exits 0 even when a command fails; its errors go to stderr.
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -596,7 +596,7 @@ fn state_image(staging: &Path, size: u64, inputs: &[u8; 32], epoch: u64) -> Resu
     let uuid = ext4::uuid_text(&derive16(inputs, "state uuid"));
     let seed = ext4::uuid_text(&derive16(inputs, "state hash seed"));
     let mut cmd = crate::tool::command(crate::tool::MKE2FS);
-    cmd.env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+    cmd.env("E2FSPROGS_FAKE_TIME", crate::ext4::fake_time(epoch))
         .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "state", "-U", &uuid])
         .args(["-E", &format!("hash_seed={seed},root_owner=0:0")])
         .arg(&path)

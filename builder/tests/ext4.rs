@@ -73,6 +73,28 @@ fn ext4_image_is_reproducible() {
     assert!(a == b, "the two ext4 images differ");
 }
 
+/// Epoch 0 is the default when SOURCE_DATE_EPOCH is unset. e2fsprogs reads
+/// E2FSPROGS_FAKE_TIME=0 as unset and stamps the current time, which made
+/// such builds differ.
+#[test]
+fn ext4_epoch_zero_is_reproducible() {
+    if !require_e2fsprogs() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    make_tree(&tree);
+    let zero = Ext4Params { epoch: 0, ..params() };
+
+    let first = ext4::build(&tree, &work.path().join("a.ext4"), &zero).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = ext4::build(&tree, &work.path().join("b.ext4"), &zero).unwrap();
+
+    let a = fs::read(&first.image).unwrap();
+    let b = fs::read(&second.image).unwrap();
+    assert!(a == b, "two ext4 images built with epoch 0 differ");
+}
+
 #[test]
 fn ext4_read_back_lists_regular_files() {
     if !require_e2fsprogs() {
