@@ -182,6 +182,26 @@ impl Drop for WorkDir {
 }
 
 /// Lists the folders `create_dir_all(path)` is about to create, deepest first.
+/// Removes work folders `.work-<release>-<pid>` in `board_out` whose
+/// process no longer runs: a build killed by a signal cannot remove its own.
+/// A folder whose PID is in use again is left for a later build.
+fn remove_stale_work_dirs(board_out: &Path) {
+    let Ok(entries) = fs::read_dir(board_out) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(".work-").and_then(|rest| rest.rsplit('-').next()).and_then(|pid| pid.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        match fs::remove_dir_all(entry.path()) {
+            Ok(()) => tracing::info!("removed {}, left by an interrupted build (process {pid})", entry.path().display()),
+            Err(error) => tracing::warn!("cannot remove {}, left by an interrupted build: {error}", entry.path().display()),
+        }
+    }
+}
+
 fn missing_ancestors(path: &Path) -> Vec<PathBuf> {
     path.ancestors().take_while(|dir| !dir.as_os_str().is_empty() && !dir.exists()).map(Path::to_path_buf).collect()
 }
@@ -219,6 +239,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
     let board_out = out_root.join(&board.name);
     let created = missing_ancestors(&board_out);
     fs::create_dir_all(&board_out).map_err(|source| Error::io("create", &board_out, source))?;
+    remove_stale_work_dirs(&board_out);
     let work_path = board_out.join(format!(".work-{release}-{}", std::process::id()));
     let mut work = WorkDir { path: work_path.clone(), created, succeeded: false };
     let _ = fs::remove_dir_all(&work_path);

@@ -241,3 +241,25 @@ fn secure_boot_without_db_key() {
     let hint = stderr.lines().find(|line| line.starts_with("hint: ")).unwrap_or_default();
     assert!(hint.contains(&format!("applbuild keys init --db-only {}", keys.display())), "{hint}");
 }
+
+/// A build killed by a signal leaves `.work-<release>-<pid>` behind; the
+/// next build of the board removes it once that process is gone.
+#[test]
+fn stale_work_folder_is_removed() {
+    let fixture = Fixture::new();
+    let pid_max: u64 = fs::read_to_string("/proc/sys/kernel/pid_max").expect("read pid_max").trim().parse().expect("pid_max");
+    let stale = fixture.out().join("qemu-x86_64").join(format!(".work-1.0.0-{}", pid_max + 1));
+    fs::create_dir_all(stale.join("staging")).expect("create the stale work folder");
+    fs::write(stale.join("staging/root.ext4"), b"left over").expect("write a left-over file");
+    // A tarball that tar cannot read makes the build fail after it created
+    // its own work folder.
+    fs::write(fixture.dir.path().join("base.tar"), b"not a tar archive").expect("write the tarball");
+    fixture.write_manifest("name = \"firewall\"\n\n[source]\nkind = \"tarball\"\npath = \"base.tar\"\n");
+
+    let (code, stderr) = fixture.image(&fixture.board());
+
+    assert_ne!(code, 0, "the build of a broken tarball succeeded:\n{stderr}");
+    assert!(!stale.exists(), "{} is still there", stale.display());
+    let left: Vec<_> = fs::read_dir(fixture.out().join("qemu-x86_64")).map(|entries| entries.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "work folders left behind: {left:?}");
+}
