@@ -481,6 +481,18 @@ pub struct QemuSettings {
 /// file, invalid TOML, an unknown or missing key, a value of the wrong type
 /// or form, a referenced file that is missing, or disk sizes that do not fit.
 pub fn load(path: &Path) -> Result<Board, ConfigError> {
+    load_with_keys(path, None)
+}
+
+/// Loads a board like [`load`], with `keys_dir` (a command's `--keys`)
+/// taking the place of `[keys] dir`. The board's own key folder then need
+/// not exist, so a board whose release keys live elsewhere can still be
+/// built or inspected with other keys.
+///
+/// # Errors
+///
+/// As [`load`], except for a missing `[keys] dir`.
+pub fn load_with_keys(path: &Path, keys_dir: Option<&Path>) -> Result<Board, ConfigError> {
     let doc = Document::read(path)?;
     let root = doc.parse()?;
     let top = Table::root(&doc, SECTIONS, &root)?;
@@ -502,7 +514,10 @@ pub fn load(path: &Path) -> Result<Board, ConfigError> {
         manifest: manifest.value,
         kernel: read_kernel(&doc, &top.table("kernel")?)?,
         disk: read_disk(&top.table("disk")?)?,
-        keys: read_keys(&doc, &top.table("keys")?)?,
+        keys: match keys_dir {
+            None => read_keys(&doc, &top.table("keys")?)?,
+            Some(dir) => KeySettings { dir: dir.to_path_buf(), create_if_missing: false },
+        },
         ipe: read_ipe(&doc, &top.table("ipe")?)?,
         secure_boot: SecureBootSettings { sign: top.table("secure_boot")?.get("sign")?.boolean()?.value },
         qemu: read_qemu(&doc, &top.table("qemu")?)?,

@@ -67,7 +67,7 @@ impl CacheKeys {
 /// The board, its manifest, a kernel fragment or the certificate cannot be
 /// read or is invalid.
 pub fn cache_keys(board_path: &Path, keys_dir: Option<&Path>, cache: &Cache) -> Result<CacheKeys, Error> {
-    let board = board::load(board_path)?;
+    let board = board::load_with_keys(board_path, keys_dir)?;
     let manifest = manifest::load(&board.manifest)?;
     let cert_pem = keys::certificate_pem(keys_dir.unwrap_or(&board.keys.dir))?;
 

@@ -381,7 +381,7 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             run_command(cli, &request)
         }
         Command::Kernel { board, keys, no_cache, print_key } => {
-            let board = board::load(board)?;
+            let board = board::load_with_keys(board, keys.as_deref())?;
             let dir = keys.clone().unwrap_or_else(|| board.keys.dir.clone());
             // The kernel only needs the certificate, so a folder without key.pem will do.
             let cert_pem = keys::certificate_pem(&dir)?;
@@ -555,7 +555,8 @@ fn run_command(cli: &Cli, request: &RunRequest<'_>) -> Result<(), Error> {
     let target = request.target;
     let is_board = target.extension().map(|e| e == "toml").unwrap_or(false);
     let (mut options, board_keys) = if is_board {
-        let board = board::load(target)?;
+        // With --db-cert the board's own key folder is not read, so it need not exist.
+        let board = board::load_with_keys(target, request.db_cert.and_then(Path::parent))?;
         let disk = request.out.join(&board.name).join(board.release.to_string()).join("disk.raw");
         let mut options = RunOptions::new(disk);
         options.memory_mib = board.qemu.memory.0 >> 20;

@@ -216,7 +216,7 @@ pub fn image(board_path: &Path, options: &ImageOptions) -> Result<BuildSummary, 
         stage_start = Instant::now();
     };
 
-    let board = board::load(board_path)?;
+    let board = board::load_with_keys(board_path, options.keys_dir.as_deref())?;
     let manifest = manifest::load(&board.manifest)?;
     let keys_dir = options.keys_dir.clone().unwrap_or_else(|| board.keys.dir.clone());
     let signer = if options.unsigned { Signer::Certificate(Box::new(keys::load_certificate(&keys_dir)?)) } else { Signer::Key(Box::new(load_or_create_keys(&board, &keys_dir, options.keys_dir.is_some())?)) };

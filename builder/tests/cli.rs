@@ -263,3 +263,27 @@ fn stale_work_folder_is_removed() {
     let left: Vec<_> = fs::read_dir(fixture.out().join("qemu-x86_64")).map(|entries| entries.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "work folders left behind: {left:?}");
 }
+
+/// `--keys` replaces the board's `[keys] dir`, which then need not exist,
+/// as for a release board whose keys are kept off the build machine.
+#[test]
+fn keys_option_overrides_missing_board_key_folder() {
+    let fixture = Fixture::new();
+    replace_in_board(&fixture, "dir = \"keys\"", "dir = \"release-keys\"");
+    let cache_key = |keys: Option<&Path>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_applbuild"));
+        command.arg("cache-key");
+        if let Some(keys) = keys {
+            command.arg("--keys").arg(keys);
+        }
+        command.arg(fixture.board()).env("APPLBUILD_CACHE", fixture.dir.path().join("cache")).output().expect("run applbuild")
+    };
+
+    let with_keys = cache_key(Some(&fixture.dir.path().join("keys")));
+    let stdout = String::from_utf8_lossy(&with_keys.stdout);
+    assert!(with_keys.status.success(), "cache-key --keys failed:\n{}", String::from_utf8_lossy(&with_keys.stderr));
+    assert!(stdout.contains("board=qemu-x86_64"), "{stdout}");
+
+    let without = cache_key(None);
+    assert_eq!(without.status.code(), Some(2), "without --keys the missing key folder must be an error");
+}
