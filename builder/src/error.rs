@@ -94,6 +94,7 @@ impl Error {
             Error::Flash(err) => err.hint(),
             Error::Usage { hint, .. } => hint.clone(),
             Error::Run(err) => err.hint(),
+            Error::Key(err) => err.hint(),
             _ => None,
         }
     }

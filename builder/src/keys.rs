@@ -179,6 +179,19 @@ pub enum KeyError {
     KeyMismatch { key: PathBuf, cert: PathBuf },
 }
 
+impl KeyError {
+    /// Returns what to do next, where the error has a usual fix.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            KeyError::ReadFile { path, source } if source.kind() == io::ErrorKind::NotFound => Some(format!(
+                "create the keys with `applbuild keys init {}`, build a board with `create_if_missing = true` once, or pass --keys DIR",
+                if path.extension().is_some_and(|e| e == "pem") { path.parent().unwrap_or(path) } else { path.as_path() }.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// A release signing key: the RSA private key and its certificate.
 ///
 /// `Debug` shows only the certificate subject and fingerprint, never key material.

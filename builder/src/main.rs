@@ -47,7 +47,7 @@ enum Command {
         /// Rebuild the cached build root and kernel even when their inputs are unchanged.
         #[arg(long)]
         no_cache: bool,
-        /// Key folder (key.pem, cert.pem) to sign with, instead of the board's [keys] dir.
+        /// Key folder to sign with, instead of the board's [keys] dir: key.pem and cert.pem, plus db.key.pem and db.cert.pem when the board has [secure_boot] sign = true.
         #[arg(long, value_name = "DIR")]
         keys: Option<PathBuf>,
         /// A prebuilt static init binary for the initramfs. Default: build builder/init from this source tree.
@@ -64,7 +64,7 @@ enum Command {
     ///
     /// Refuses (exit 2, nothing written) a target that is mounted, used as swap, held by
     /// device-mapper or md, holds the running system's root file system, is smaller than the
-    /// image, or is not a block device. On a larger device the backup GPT is moved to the
+    /// image, or is not a block device (unless --force-file, for a regular file). On a larger device the backup GPT is moved to the
     /// device's end, as `sgdisk -e` does. Every written range is read back and its SHA-256
     /// compared; a mismatch exits 1 naming the byte offset. See docs/flash.md.
     Flash {
@@ -106,7 +106,7 @@ enum Command {
         /// Wait for the appliance's ready line, print it, power off and exit 0; exit 1 with the last console lines on failure or timeout.
         #[arg(long)]
         test: bool,
-        /// Seconds `--test` waits for the ready line. Default: the board's qemu.timeout (600 without a board).
+        /// Seconds `--test` waits for the ready line. Default: the board's [qemu] timeout_secs (600 without a board).
         #[arg(long)]
         timeout: Option<u64>,
         /// Accelerator: auto tries KVM and falls back to TCG.
@@ -130,6 +130,7 @@ enum Command {
     },
     /// Build (or take from the cache) only the board's kernel.
     Kernel {
+        /// The board file, e.g. boards/qemu-x86_64.toml.
         board: PathBuf,
         /// Key folder whose cert.pem goes into the kernel's trusted keyring, instead of the board's [keys] dir.
         #[arg(long, value_name = "DIR")]
@@ -147,6 +148,7 @@ enum Command {
     /// for CI caches keyed by their inputs. `kernel` needs the build root's kernel source version and is left out until the
     /// build root exists; `kernel-inputs` covers every other kernel input. Reads only the certificate of the key folder.
     CacheKey {
+        /// The board file, e.g. boards/qemu-x86_64.toml.
         board: PathBuf,
         /// Key folder (or certificate file) whose certificate the kernel trusts, instead of the board's [keys] dir.
         #[arg(long, value_name = "DIR")]
@@ -181,6 +183,7 @@ enum Command {
 enum PolicyCommand {
     /// Regenerate the board's release policy from built outputs or root hashes, without rebuilding; never below the last generated version.
     Generate {
+        /// The board file, e.g. boards/qemu-x86_64.toml.
         board: PathBuf,
         /// Output root folder with the builds (OUT/<board>/<release>/roothash) and policy-state.json.
         #[arg(long, default_value = "out")]
@@ -265,6 +268,7 @@ enum KeysCommand {
     /// enroll db.cert.pem in the firmware's db. Existing files are never overwritten: the command fails before it
     /// creates anything.
     Init {
+        /// Folder for the new keys; created if missing.
         dir: PathBuf,
         /// RSA key size in bits, for both keys.
         #[arg(long, default_value_t = keys::DEFAULT_BITS)]
@@ -308,7 +312,9 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    // Colours only on a terminal, so logs captured by CI or a file stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
 /// Prints to stdout, ignoring a closed pipe so `applbuild … | head` exits quietly.
@@ -387,6 +393,9 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             let cert_pem = keys::certificate_pem(&dir)?;
             if *print_key {
                 let output = applbuild::kernel::plan(&board, cert_pem.as_bytes(), &Cache::locate())?;
+                if cli.json {
+                    return print_json(&serde_json::json!({ "key": output.key, "entry": output.entry, "cached": output.cached }));
+                }
                 let state = if output.cached { "cached" } else { "not built" };
                 print_stdout(&format!("{} {} {state}", output.key, output.entry.display()));
                 return Ok(());
