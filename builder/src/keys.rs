@@ -183,6 +183,11 @@ impl KeyError {
     /// Returns what to do next, where the error has a usual fix.
     pub fn hint(&self) -> Option<String> {
         match self {
+            KeyError::ReadFile { path, source } if source.kind() == io::ErrorKind::NotFound && path.ends_with(DB_KEY_FILE) => Some(
+                "boards with [secure_boot] sign = true need the Secure Boot db key: pass --db-key DIR|URI to `applbuild sign`, \
+                 or add a db pair with `applbuild keys init --db-only DIR`"
+                    .to_owned(),
+            ),
             KeyError::ReadFile { path, source } if source.kind() == io::ErrorKind::NotFound => Some(format!(
                 "create the keys with `applbuild keys init {}`, build a board with `create_if_missing = true` once, or pass --keys DIR",
                 if path.extension().is_some_and(|e| e == "pem") { path.parent().unwrap_or(path) } else { path.as_path() }.display()

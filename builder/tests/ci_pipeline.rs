@@ -72,7 +72,7 @@ impl UserRepo {
     /// with the binary under test and no signing secrets.
     fn script(&self, script: &str) -> Command {
         let mut command = Command::new(self.path().join("applbuild/ci/pipeline").join(script));
-        command.current_dir(self.path()).env("APPLBUILD", env!("CARGO_BIN_EXE_applbuild")).env("APPLBUILD_KEYS", "keys/release").env_remove("APPLBUILD_SIGNING_KEY").env_remove("APPLBUILD_PKCS11_URI").env_remove("APPLBUILD_RELEASE");
+        command.current_dir(self.path()).env("APPLBUILD", env!("CARGO_BIN_EXE_applbuild")).env("APPLBUILD_KEYS", "keys/release").env_remove("APPLBUILD_SIGNING_KEY").env_remove("APPLBUILD_PKCS11_URI").env_remove("APPLBUILD_DB_SIGNING_KEY").env_remove("APPLBUILD_DB_PKCS11_URI").env_remove("APPLBUILD_RELEASE");
         command
     }
 }
@@ -190,6 +190,35 @@ fn scripts_reject_missing_inputs() {
 /// The pipeline's jobs in the order of the templates: cache keys, kernels,
 /// unsigned build, signing from the secret, offline verification, boot
 /// test, publishing with SHA256SUMS, and two release jobs.
+#[test]
+#[ignore = "needs root and the kernel build root; builds an image (about 30 s with the kernel cached)"]
+fn sign_job_signs_uki_for_secure_boot() {
+    let user = UserRepo::new();
+    let root = user.path();
+    let board = fs::read_to_string(root.join("boards/qemu-x86_64.toml")).unwrap();
+    assert!(board.contains("[secure_boot]\nsign = false"), "the default board's [secure_boot] table changed");
+    fs::write(root.join("boards/qemu-x86_64.toml"), board.replace("[secure_boot]\nsign = false", "[secure_boot]\nsign = true")).unwrap();
+    fs::copy(repo().join("keys/test/db.cert.pem"), root.join("keys/release/db.cert.pem")).unwrap();
+    success(user.script("build.sh").arg("qemu-x86_64"));
+    let key_pem = fs::read_to_string(repo().join("keys/test/key.pem")).unwrap();
+    let db_key_pem = fs::read_to_string(repo().join("keys/test/db.key.pem")).unwrap();
+
+    let stderr = fails_with(user.script("sign.sh").arg("qemu-x86_64").env("APPLBUILD_SIGNING_KEY", &key_pem), 2);
+    assert!(stderr.contains("APPLBUILD_DB_SIGNING_KEY"), "signing a Secure Boot board without the db key must name its secret: {stderr}");
+
+    let key_tmp = tempfile::tempdir().unwrap();
+    let signed = output_of(
+        user.script("sign.sh").arg("qemu-x86_64").env("APPLBUILD_SIGNING_KEY", &key_pem).env("APPLBUILD_DB_SIGNING_KEY", &db_key_pem).env("TMPDIR", key_tmp.path()),
+    );
+    assert!(signed.status.success(), "sign.sh with both keys failed");
+    let printed = format!("{}{}", String::from_utf8_lossy(&signed.stdout), String::from_utf8_lossy(&signed.stderr));
+    assert!(!printed.contains("PRIVATE KEY"), "sign.sh printed a key");
+    assert_eq!(fs::read_dir(key_tmp.path()).unwrap().count(), 0, "sign.sh left its key folder behind");
+    let report = success(user.script("verify.sh").arg("qemu-x86_64"));
+    assert!(report.contains("secure boot signature"), "verify.sh did not check the UKI signature:\n{report}");
+    assert!(!report.contains("FAILED"), "{report}");
+}
+
 #[test]
 #[ignore = "needs root, the kernel build root and QEMU; builds and boots an image (about 2 minutes with the kernel cached)"]
 fn pipeline_jobs_in_order() {

@@ -91,19 +91,39 @@ source_date_epoch() {
 # exit. The key is never printed, and the variable is unset afterwards so
 # that no child process inherits it.
 write_signing_key() {
+	make_signing_dir
+	write_key_file "$APPLBUILD_SIGNING_KEY" key.pem APPLBUILD_SIGNING_KEY
+	unset APPLBUILD_SIGNING_KEY
+	cp "$keys/cert.pem" "$signing_dir/cert.pem"
+}
+
+# Writes the Secure Boot db key from APPLBUILD_DB_SIGNING_KEY into
+# $signing_dir (made if needed) with the db certificate beside it.
+write_db_signing_key() {
+	[ -n "${signing_dir:-}" ] || make_signing_dir
+	write_key_file "$APPLBUILD_DB_SIGNING_KEY" db.key.pem APPLBUILD_DB_SIGNING_KEY
+	unset APPLBUILD_DB_SIGNING_KEY
+	[ -f "$keys/db.cert.pem" ] || die 2 "$keys/db.cert.pem is missing: commit the db certificate next to cert.pem"
+	cp "$keys/db.cert.pem" "$signing_dir/db.cert.pem"
+}
+
+make_signing_dir() {
 	signing_dir=$(mktemp -d "${TMPDIR:-/tmp}/applbuild-key.XXXXXX")
+}
+
+# write_key_file VALUE FILE VARIABLE: writes the PEM (or Base64 of a PEM)
+# private key VALUE to $signing_dir/FILE with mode 0600.
+write_key_file() {
 	old_umask=$(umask)
 	umask 077
 	# Secrets often gain a trailing newline or CRLF line ends; the PEM
 	# parser rejects blank lines and carriage returns.
-	case $APPLBUILD_SIGNING_KEY in
-	-----BEGIN*) printf '%s\n' "$APPLBUILD_SIGNING_KEY" | tr -d '\r' | sed '/^$/d' > "$signing_dir/key.pem" ;;
-	*) printf '%s\n' "$APPLBUILD_SIGNING_KEY" | base64 -d 2>/dev/null | tr -d '\r' | sed '/^$/d' > "$signing_dir/key.pem" ;;
+	case $1 in
+	-----BEGIN*) printf '%s\n' "$1" | tr -d '\r' | sed '/^$/d' > "$signing_dir/$2" ;;
+	*) printf '%s\n' "$1" | base64 -d 2>/dev/null | tr -d '\r' | sed '/^$/d' > "$signing_dir/$2" ;;
 	esac
-	grep -q '^-----BEGIN' "$signing_dir/key.pem" || die 2 "APPLBUILD_SIGNING_KEY is neither a PEM private key nor Base64 of one"
+	grep -q '^-----BEGIN' "$signing_dir/$2" || die 2 "$3 is neither a PEM private key nor Base64 of one"
 	umask "$old_umask"
-	unset APPLBUILD_SIGNING_KEY
-	cp "$keys/cert.pem" "$signing_dir/cert.pem"
 }
 
 # Writes DIR/SHA256SUMS over every file under DIR, in the form that

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Checks one board's signed image offline with `applbuild verify` against
 # the release certificate: GPT, partitions, verity tree, signatures, ESP,
-# UKI and policy. Prints one ok:/FAILED: line per check.
+# UKI and policy. With db.cert.pem in APPLBUILD_KEYS it also checks the
+# UKI's Secure Boot signature. Prints one ok:/FAILED: line per check.
 #
 # Usage: verify.sh BOARD
 # Inputs: APPLBUILD, APPLBUILD_OUT, APPLBUILD_KEYS (see lib.sh).
@@ -13,4 +14,8 @@ set -eu
 [ $# -eq 1 ] || die 2 "usage: verify.sh BOARD"
 require_applbuild
 output=$(board_output "$1")
-"$applbuild" verify "$output" --cert "$keys/cert.pem"
+if [ -f "$keys/db.cert.pem" ]; then
+	"$applbuild" verify "$output" --cert "$keys/cert.pem" --db-cert "$keys/db.cert.pem"
+else
+	"$applbuild" verify "$output" --cert "$keys/cert.pem"
+fi
