@@ -300,11 +300,13 @@ fn load_bmap(options: &FlashOptions, image_size: u64) -> Result<Option<Bmap>, Fl
         return Ok(None);
     }
     let path = options.bmap.clone().unwrap_or_else(|| options.image.with_extension("bmap"));
-    if options.bmap.is_none() && !path.exists() {
-        return Err(FlashError::BadInput {
-            message: format!("no bmap file {} beside the image {}", path.display(), options.image.display()),
-            hint: Some("give one with --bmap FILE, or write every block with --no-bmap (slower)".into()),
-        });
+    if !path.is_file() {
+        let message = match (&options.bmap, path.exists()) {
+            (None, _) => format!("no bmap file {} beside the image {}", path.display(), options.image.display()),
+            (Some(_), false) => format!("the bmap file {} given with --bmap does not exist", path.display()),
+            (Some(_), true) => format!("the bmap file {} given with --bmap is not a regular file", path.display()),
+        };
+        return Err(FlashError::BadInput { message, hint: Some("give the disk.bmap of the same build as the image with --bmap FILE, or write every block with --no-bmap (slower)".into()) });
     }
     let bmap = Bmap::read(&path)?;
     if bmap.image_size != image_size {
@@ -323,7 +325,13 @@ fn inspect_target(options: &FlashOptions, image: &Path, host: &HostPaths) -> Res
     let refused = |reason: String, hint: Option<&str>| FlashError::Refused { target: path.clone(), reason, hint: hint.map(str::to_owned) };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && options.force_file => return Ok(Target::File { size: None }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && options.force_file => {
+            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(refused(format!("its folder {} does not exist", parent.display()), Some("create the folder first, or name a file in an existing folder")));
+            }
+            return Ok(Target::File { size: None });
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(refused("it does not exist".into(), Some("name a block device such as /dev/sdX, or pass --force-file to create an image file"))),
         Err(source) => return Err(FlashError::Io { action: "inspect", path: path.clone(), source }),
     };

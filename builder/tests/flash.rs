@@ -154,6 +154,8 @@ fn bad_inputs_exit_2_and_write_nothing() {
     fs::write(&other_bmap, Bmap::create(&other_image, std::slice::from_ref(&(0..8192))).expect("bmap").to_xml()).expect("write bmap");
     let truncated = image.dir.path().join("short.raw");
     fs::write(&truncated, vec![0u8; 4096 + 1]).expect("write image");
+    let missing_bmap = image.dir.path().join("missing.bmap");
+    let missing_image = image.dir.path().join("missing.raw");
 
     let cases: Vec<(Vec<&Path>, Vec<&str>, &str)> = vec![
         (vec![&image.disk, &target], vec!["--yes"], "it is a regular file, not a block device"),
@@ -165,12 +167,20 @@ fn bad_inputs_exit_2_and_write_nothing() {
         (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", damaged.to_str().expect("utf-8")], "BmapFileChecksum is"),
         (vec![&truncated, &target], vec!["--yes", "--force-file", "--no-bmap"], "not a whole number of 512-byte sectors"),
         (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", other_bmap.to_str().expect("utf-8")], "is for an image of 8192 bytes"),
+        (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", missing_bmap.to_str().expect("utf-8")], "given with --bmap does not exist"),
+        (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", image.dir.path().to_str().expect("utf-8")], "given with --bmap is not a regular file"),
+        (vec![&missing_image, &target], vec!["--yes", "--force-file"], "cannot read the image"),
+        (vec![&image.disk, Path::new("/nonexistent/disk.img")], vec!["--yes", "--force-file"], "its folder /nonexistent does not exist"),
     ];
     for (args, extra, expected) in cases {
         let output = flash(&args, &extra);
         assert_eq!(output.status.code(), Some(2), "{args:?} {extra:?}: {}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{args:?} {extra:?}: {:?} lacks {expected:?}", stderr(&output));
         assert_eq!(fs::read(&target).expect("target"), b"keep", "{args:?} {extra:?} wrote to the target");
+        // Every missing or misplaced path the user gave comes with a fix.
+        if expected.contains("exist") || expected.contains("directory") || expected.contains("not a regular file") || expected.contains("cannot read") {
+            assert!(stderr(&output).contains("\nhint: "), "{args:?} {extra:?}: no hint in {:?}", stderr(&output));
+        }
     }
 }
 
