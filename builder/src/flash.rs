@@ -339,6 +339,9 @@ fn inspect_target(options: &FlashOptions, image: &Path, host: &HostPaths) -> Res
     if file_type.is_block_device() {
         return block_device(path, dev_number(metadata.rdev()), host).map(Target::Block);
     }
+    if file_type.is_dir() {
+        return Err(refused("it is a directory, not a block device".into(), Some("name a block device such as /dev/sdX, or with --force-file a file path such as DIR/disk.img")));
+    }
     if !file_type.is_file() {
         return Err(refused("it is neither a block device nor a regular file".into(), None));
     }

@@ -171,6 +171,7 @@ fn bad_inputs_exit_2_and_write_nothing() {
         (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", image.dir.path().to_str().expect("utf-8")], "given with --bmap is not a regular file"),
         (vec![&missing_image, &target], vec!["--yes", "--force-file"], "cannot read the image"),
         (vec![&image.disk, Path::new("/nonexistent/disk.img")], vec!["--yes", "--force-file"], "its folder /nonexistent does not exist"),
+        (vec![&image.disk, image.dir.path()], vec!["--yes", "--force-file"], "it is a directory, not a block device"),
     ];
     for (args, extra, expected) in cases {
         let output = flash(&args, &extra);
