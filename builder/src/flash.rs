@@ -25,8 +25,10 @@
 //!    or with the bytes written where the GPT was moved; then read and check
 //!    the target's GPT.
 //!
-//! The image's ranges are also checked against the bmap while they are
-//! written, so a `disk.raw` changed after its bmap was made fails too.
+//! Before step 3, every mapped range of the image is hashed and compared
+//! with the bmap, so an image and a bmap that do not belong together are
+//! rejected before anything is written. The ranges are checked again while
+//! they are written, which catches an image changed during the flash.
 
 use crate::bmap::{self, Bmap};
 use crate::disk::{self, GptError, Layout, SECTOR_SIZE};
@@ -92,8 +94,27 @@ pub enum FlashError {
         source: std::io::Error,
     },
 
-    /// The image bytes of a range do not match the bmap's checksum.
-    #[error("{image}: bytes {start}..{end} do not match the bmap checksum; the image changed after its bmap was made, so the target now holds a damaged image")]
+    /// Before writing: a range of the image does not match the bmap's
+    /// checksum; nothing was written.
+    #[error("the image {image} and the bmap {bmap} do not match: the image's bytes {start}..{end} (range {index} of {total}, the first that differs) do not have the bmap's checksum; one of the two is the wrong file, or the image changed after its bmap was made. Nothing was written to the target")]
+    ImageBmapMismatch {
+        /// The image path.
+        image: PathBuf,
+        /// The bmap path.
+        bmap: PathBuf,
+        /// Start of the first bad range in bytes.
+        start: u64,
+        /// End of the first bad range in bytes (exclusive).
+        end: u64,
+        /// Number of the first bad range, counting from 1.
+        index: usize,
+        /// Number of ranges in the bmap.
+        total: usize,
+    },
+
+    /// While writing: the image bytes of a range no longer match the bmap's
+    /// checksum, although they did in the check before writing.
+    #[error("{image}: bytes {start}..{end} no longer match the bmap checksum; the image changed while it was being written, so the target now holds a damaged image")]
     ImageMismatch {
         /// The image path.
         image: PathBuf,
@@ -132,7 +153,7 @@ impl FlashError {
     /// 2 for refused targets and bad input, 1 for failures while writing or verifying.
     pub fn exit_code(&self) -> i32 {
         match self {
-            FlashError::Refused { .. } | FlashError::BadInput { .. } => 2,
+            FlashError::Refused { .. } | FlashError::BadInput { .. } | FlashError::ImageBmapMismatch { .. } => 2,
             FlashError::Bmap(error) => error.exit_code(),
             _ => 1,
         }
@@ -142,6 +163,8 @@ impl FlashError {
     pub fn hint(&self) -> Option<String> {
         match self {
             FlashError::Refused { hint, .. } | FlashError::BadInput { hint, .. } => hint.clone(),
+            FlashError::ImageBmapMismatch { .. } => Some("flash the disk.raw together with the disk.bmap written beside it by the same build (--bmap FILE), or write every block with --no-bmap".into()),
+            FlashError::ReadBack { .. } => Some("flash again; if a range fails again, replace the device".into()),
             _ => None,
         }
     }
@@ -255,14 +278,17 @@ pub fn flash_with(options: &FlashOptions, host: &HostPaths) -> Result<FlashSumma
     if let Target::Block(device) = &target {
         check_block_device(&options.target, device, host, image_size)?;
     }
+    if let Some(loaded) = &bmap {
+        check_image_ranges(image, loaded)?;
+    }
     if !options.yes {
-        confirm(options, &target, host, image_size, bmap.as_ref())?;
+        confirm(options, &target, host, image_size, bmap.as_ref().map(|loaded| &loaded.bmap))?;
     }
 
     let file = open_target(&options.target, &target, image_size)?;
     let target_size = file_size(&file, &options.target)?;
     let overlays = gpt_overlays(image, &layout, image_size, target_size, &options.target)?;
-    let mut segments = match &bmap {
+    let mut segments = match bmap.as_ref().map(|loaded| &loaded.bmap) {
         Some(bmap) => bmap.ranges.iter().map(|range| Segment { range: bmap.bytes_of(range), expected: Some(range.sha256), written: [0; 32] }).collect(),
         None => whole_image_segments(image_size),
     };
@@ -293,18 +319,26 @@ fn image_size(image: &Path) -> Result<u64, FlashError> {
     Ok(metadata.len())
 }
 
+/// A bmap and the file it was read from.
+struct LoadedBmap {
+    bmap: Bmap,
+    path: PathBuf,
+}
+
 /// Loads the bmap (`--bmap`, or the image path with extension `.bmap`),
 /// or returns `None` for `--no-bmap`.
-fn load_bmap(options: &FlashOptions, image_size: u64) -> Result<Option<Bmap>, FlashError> {
+fn load_bmap(options: &FlashOptions, image_size: u64) -> Result<Option<LoadedBmap>, FlashError> {
     if options.no_bmap {
         return Ok(None);
     }
     let path = options.bmap.clone().unwrap_or_else(|| options.image.with_extension("bmap"));
-    if options.bmap.is_none() && !path.exists() {
-        return Err(FlashError::BadInput {
-            message: format!("no bmap file {} beside the image {}", path.display(), options.image.display()),
-            hint: Some("give one with --bmap FILE, or write every block with --no-bmap (slower)".into()),
-        });
+    if !path.is_file() {
+        let message = match (&options.bmap, path.exists()) {
+            (None, _) => format!("no bmap file {} beside the image {}", path.display(), options.image.display()),
+            (Some(_), false) => format!("the bmap file {} given with --bmap does not exist", path.display()),
+            (Some(_), true) => format!("the bmap file {} given with --bmap is not a regular file", path.display()),
+        };
+        return Err(FlashError::BadInput { message, hint: Some("give the disk.bmap of the same build as the image with --bmap FILE, or write every block with --no-bmap (slower)".into()) });
     }
     let bmap = Bmap::read(&path)?;
     if bmap.image_size != image_size {
@@ -313,7 +347,28 @@ fn load_bmap(options: &FlashOptions, image_size: u64) -> Result<Option<Bmap>, Fl
             hint: Some("use the disk.bmap of the same build as the image".into()),
         });
     }
-    Ok(Some(bmap))
+    Ok(Some(LoadedBmap { bmap, path }))
+}
+
+/// Hashes every mapped range of the image and compares it with the bmap
+/// before the target is opened, so an image and a bmap of different builds
+/// leave the target untouched.
+fn check_image_ranges(image: &Path, loaded: &LoadedBmap) -> Result<(), FlashError> {
+    let LoadedBmap { bmap, path } = loaded;
+    let file = File::open(image).map_err(|source| FlashError::Io { action: "open", path: image.to_owned(), source })?;
+    let progress = crate::progress::bytes("check image", bmap.mapped_bytes());
+    let mut buffer = vec![0u8; CHUNK];
+    for (index, range) in bmap.ranges.iter().enumerate() {
+        let bytes = bmap.bytes_of(range);
+        let digest = bmap::sha256_range(&file, bytes.clone(), &mut buffer).map_err(|source| FlashError::Io { action: "read", path: image.to_owned(), source })?;
+        if digest != range.sha256 {
+            progress.abandon();
+            return Err(FlashError::ImageBmapMismatch { image: image.to_owned(), bmap: path.clone(), start: bytes.start, end: bytes.end, index: index + 1, total: bmap.ranges.len() });
+        }
+        progress.inc(bytes.end - bytes.start);
+    }
+    progress.finish_and_clear();
+    Ok(())
 }
 
 /// Decides what kind of target `options.target` is and refuses the kinds
@@ -323,13 +378,22 @@ fn inspect_target(options: &FlashOptions, image: &Path, host: &HostPaths) -> Res
     let refused = |reason: String, hint: Option<&str>| FlashError::Refused { target: path.clone(), reason, hint: hint.map(str::to_owned) };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && options.force_file => return Ok(Target::File { size: None }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && options.force_file => {
+            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(refused(format!("its folder {} does not exist", parent.display()), Some("create the folder first, or name a file in an existing folder")));
+            }
+            return Ok(Target::File { size: None });
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(refused("it does not exist".into(), Some("name a block device such as /dev/sdX, or pass --force-file to create an image file"))),
         Err(source) => return Err(FlashError::Io { action: "inspect", path: path.clone(), source }),
     };
     let file_type = metadata.file_type();
     if file_type.is_block_device() {
         return block_device(path, dev_number(metadata.rdev()), host).map(Target::Block);
+    }
+    if file_type.is_dir() {
+        return Err(refused("it is a directory, not a block device".into(), Some("name a block device such as /dev/sdX, or with --force-file a file path such as DIR/disk.img")));
     }
     if !file_type.is_file() {
         return Err(refused("it is neither a block device nor a regular file".into(), None));

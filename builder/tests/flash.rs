@@ -154,6 +154,8 @@ fn bad_inputs_exit_2_and_write_nothing() {
     fs::write(&other_bmap, Bmap::create(&other_image, std::slice::from_ref(&(0..8192))).expect("bmap").to_xml()).expect("write bmap");
     let truncated = image.dir.path().join("short.raw");
     fs::write(&truncated, vec![0u8; 4096 + 1]).expect("write image");
+    let missing_bmap = image.dir.path().join("missing.bmap");
+    let missing_image = image.dir.path().join("missing.raw");
 
     let cases: Vec<(Vec<&Path>, Vec<&str>, &str)> = vec![
         (vec![&image.disk, &target], vec!["--yes"], "it is a regular file, not a block device"),
@@ -165,25 +167,74 @@ fn bad_inputs_exit_2_and_write_nothing() {
         (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", damaged.to_str().expect("utf-8")], "BmapFileChecksum is"),
         (vec![&truncated, &target], vec!["--yes", "--force-file", "--no-bmap"], "not a whole number of 512-byte sectors"),
         (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", other_bmap.to_str().expect("utf-8")], "is for an image of 8192 bytes"),
+        (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", missing_bmap.to_str().expect("utf-8")], "given with --bmap does not exist"),
+        (vec![&image.disk, &target], vec!["--yes", "--force-file", "--bmap", image.dir.path().to_str().expect("utf-8")], "given with --bmap is not a regular file"),
+        (vec![&missing_image, &target], vec!["--yes", "--force-file"], "cannot read the image"),
+        (vec![&image.disk, Path::new("/nonexistent/disk.img")], vec!["--yes", "--force-file"], "its folder /nonexistent does not exist"),
+        (vec![&image.disk, image.dir.path()], vec!["--yes", "--force-file"], "it is a directory, not a block device"),
     ];
     for (args, extra, expected) in cases {
         let output = flash(&args, &extra);
         assert_eq!(output.status.code(), Some(2), "{args:?} {extra:?}: {}", stderr(&output));
         assert!(stderr(&output).contains(expected), "{args:?} {extra:?}: {:?} lacks {expected:?}", stderr(&output));
         assert_eq!(fs::read(&target).expect("target"), b"keep", "{args:?} {extra:?} wrote to the target");
+        // Every missing or misplaced path the user gave comes with a fix.
+        if expected.contains("exist") || expected.contains("directory") || expected.contains("not a regular file") || expected.contains("cannot read") {
+            assert!(stderr(&output).contains("\nhint: "), "{args:?} {extra:?}: no hint in {:?}", stderr(&output));
+        }
     }
 }
 
+/// Returns bmap XML with the checksum of range `index` replaced and the
+/// file checksum recomputed, so only the range checksum is wrong.
+fn with_wrong_range_checksum(text: &str, bmap: &Bmap, index: usize) -> String {
+    let changed = text.replacen(&hex::encode(bmap.ranges[index].sha256), &"1".repeat(64), 1);
+    let start = changed.find("<BmapFileChecksum> ").expect("checksum element") + "<BmapFileChecksum> ".len();
+    let mut zeroed = changed.clone();
+    zeroed.replace_range(start..start + 64, &"0".repeat(64));
+    let mut resealed = zeroed.clone();
+    resealed.replace_range(start..start + 64, &hex::encode(Sha256::digest(zeroed.as_bytes())));
+    resealed
+}
+
+/// Flashes `image` with `bmap_path` to `target` and asserts the mismatch
+/// exit, that range `index` is named and that the target is unchanged.
+fn assert_mismatch_rejected(image: &Path, bmap_path: &Path, target: &Path, extra: &[&str], index: usize) {
+    let bmap = Bmap::read(bmap_path).expect("read bmap");
+    let bytes = bmap.bytes_of(&bmap.ranges[index]);
+    let before = sha256_file(target);
+    let mut args = vec!["--yes", "--bmap", bmap_path.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let output = flash(&[image, target], &args);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("do not match"), "{text}");
+    assert!(text.contains(&format!("bytes {}..{} (range {} of {}", bytes.start, bytes.end, index + 1, bmap.ranges.len())), "{text}");
+    assert!(text.contains("Nothing was written"), "{text}");
+    assert!(text.contains("hint: ") && text.contains("disk.bmap"), "{text}");
+    assert_eq!(sha256_file(target), before, "the target was written");
+}
+
 #[test]
-fn image_changed_after_its_bmap_fails_with_exit_1() {
+fn image_bmap_mismatch_writes_nothing() {
     let image = small_image();
+    let bmap_path = image.disk.with_extension("bmap");
+    let bmap = Bmap::read(&bmap_path).expect("read bmap");
+    let target = image.dir.path().join("target.img");
+    fs::write(&target, vec![0xA5u8; 60 * MIB as usize]).expect("fill target");
+
+    // A wrong checksum on the last range, behind a valid file checksum.
+    let last = bmap.ranges.len() - 1;
+    let wrong = image.dir.path().join("wrong.bmap");
+    fs::write(&wrong, with_wrong_range_checksum(&fs::read_to_string(&bmap_path).expect("read bmap"), &bmap, last)).expect("write bmap");
+    assert_mismatch_rejected(&image.disk, &wrong, &target, &["--force-file"], last);
+
+    // The image changed inside its root partition after the bmap was made.
     let layout = disk::read_layout(&image.disk).expect("layout");
     let root = &layout.partitions[1];
     File::options().write(true).open(&image.disk).expect("open").write_all_at(b"tampered", root.offset() + 4096).expect("write");
-    let target = image.dir.path().join("target.img");
-    let output = flash(&[&image.disk, &target], &["--yes", "--force-file"]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("do not match the bmap checksum"), "{}", stderr(&output));
+    let index = bmap.ranges.iter().position(|range| bmap.bytes_of(range).contains(&(root.offset() + 4096))).expect("root range");
+    assert_mismatch_rejected(&image.disk, &bmap_path, &target, &["--force-file"], index);
 }
 
 #[test]
@@ -310,15 +361,8 @@ fn bmaptool_copy_accepts_our_bmap() {
     // bmaptool checks our range checksums: a changed one, with the file
     // checksum fixed up, makes it fail.
     let text = fs::read_to_string(&bmap_path).expect("read bmap");
-    let first = bmap.ranges.first().expect("a range");
-    let changed = text.replacen(&hex::encode(first.sha256), &"1".repeat(64), 1);
-    let start = changed.find("<BmapFileChecksum> ").expect("checksum element") + "<BmapFileChecksum> ".len();
-    let mut zeroed = changed.clone();
-    zeroed.replace_range(start..start + 64, &"0".repeat(64));
-    let mut resealed = zeroed.clone();
-    resealed.replace_range(start..start + 64, &hex::encode(Sha256::digest(zeroed.as_bytes())));
     let bad_bmap = work.path().join("bad.bmap");
-    fs::write(&bad_bmap, resealed).expect("write bad bmap");
+    fs::write(&bad_bmap, with_wrong_range_checksum(&text, &bmap, 0)).expect("write bad bmap");
     let output = Command::new("bmaptool").args(["copy", "--bmap"]).arg(&bad_bmap).arg(&raw).arg(work.path().join("bad.img")).output().expect("run bmaptool");
     assert!(!output.status.success() && stderr(&output).contains("checksum mismatch"), "bmaptool accepted a wrong range checksum: {}", stderr(&output));
 }
@@ -381,6 +425,17 @@ fn refused_targets_exit_2_and_stay_unchanged() {
         assert!(stderr(&output).contains("standard input is not a terminal"), "{}", stderr(&output));
     }
     assert_eq!(sha256_file(&big_file), before, "the unconfirmed device was written");
+
+    // A bmap whose last range checksum is wrong behind a valid file
+    // checksum: the check before writing rejects it.
+    let bmap = Bmap::read(&dir.join("disk.bmap")).expect("read bmap");
+    let wrong = work.path().join("wrong.bmap");
+    fs::write(&wrong, with_wrong_range_checksum(&fs::read_to_string(dir.join("disk.bmap")).expect("read bmap"), &bmap, bmap.ranges.len() - 1)).expect("write bmap");
+    {
+        let big = Loop::attach(&big_file, false);
+        assert_mismatch_rejected(&raw, &wrong, &big.0, &[], bmap.ranges.len() - 1);
+    }
+    assert_eq!(sha256_file(&big_file), before, "the device was written despite the mismatched bmap");
 
     // A mounted partition: a copy of the image whose state partition (5, ext4) is mounted.
     let copy = work.path().join("mounted.img");

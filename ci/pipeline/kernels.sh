@@ -31,4 +31,8 @@ for file in $files; do
 	echo "$file $entry $state"
 	boards=$((boards + 1))
 done
-echo "kernels.sh: $boards boards, $built kernels built, the rest taken from the cache" >&2
+board_word=boards
+[ "$boards" -eq 1 ] && board_word=board
+kernel_word=kernels
+[ "$built" -eq 1 ] && kernel_word=kernel
+echo "kernels.sh: $boards $board_word, $built $kernel_word built, the rest taken from the cache" >&2
