@@ -304,3 +304,28 @@ fn x86_box_boots_from_nvme_and_routes_only_allowed_traffic() {
     assert!(outside.seen_payload(b"blocked-port").is_none(), "UDP port {BLOCKED_PORT} was routed, but the manifest allows only {ALLOWED_PORT}");
     assert!(inside.seen_payload(b"blocked-direction").is_none(), "traffic from eth1 to eth0 was routed, but the manifest allows only eth0 to eth1");
 }
+
+/// The same image boots from a SATA disk on q35's AHCI controller, the
+/// other disk bus of such boxes: a copy of the board with `disk_bus = "ahci"`.
+#[test]
+#[ignore = "builds boards/x86_64-uefi-test.toml and boots it in QEMU: needs root and its kernel"]
+fn x86_box_boots_from_ahci() {
+    let repo = repo();
+    let work = tempfile::tempdir().expect("create a temporary folder");
+    let boards = repo.join("boards");
+    let text = std::fs::read_to_string(boards.join("x86_64-uefi-test.toml")).expect("read the board");
+    assert!(text.contains("disk_bus = \"nvme\""), "the test board no longer uses NVMe");
+    let text = text
+        .replace("disk_bus = \"nvme\"", "disk_bus = \"ahci\"")
+        .replace("\"../", &format!("\"{}/../", boards.display()))
+        .replace("\"kernel/", &format!("\"{}/kernel/", boards.display()));
+    let board = work.path().join("board.toml");
+    std::fs::write(&board, text).expect("write the board copy");
+    let out = work.path().join("out");
+    run(applbuild().arg("image").arg(&board).arg("--out").arg(&out).env("SOURCE_DATE_EPOCH", "1764806400"));
+
+    let ready = run(applbuild().args(["run", "--test", "--secure-boot"]).arg(&board).arg("--out").arg(&out));
+
+    assert!(ready.contains("appliance ready:"), "no ready line: {ready}");
+    assert!(ready.contains("eth1:192.168.20.1/24"), "the second card is missing: {ready}");
+}
