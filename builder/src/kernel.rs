@@ -131,8 +131,6 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// A built kernel in the cache.
 #[derive(Debug, Clone)]
 pub struct KernelOutput {
-    /// The cache entry folder, named `<lsm>-<key>`.
-    pub entry: PathBuf,
     pub bzimage: PathBuf,
     pub stub: PathBuf,
     pub config: PathBuf,
@@ -160,18 +158,6 @@ pub struct StubPackage {
 /// these inputs. `cert_pem` is the release certificate for the builtin
 /// trusted keyring.
 pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> Result<KernelOutput, KernelError> {
-    build_or_plan(board, cert_pem, cache, no_cache, false)
-}
-
-/// Returns where the kernel for `board` is (or would be) cached without
-/// building it: `cached` tells whether the entry exists. The build root is
-/// still created when missing, because its kernel source version is part
-/// of the key.
-pub fn plan(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelOutput, KernelError> {
-    build_or_plan(board, cert_pem, cache, false, true)
-}
-
-fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, plan_only: bool) -> Result<KernelOutput, KernelError> {
     let inputs = KernelInputs::read(board)?;
 
     let root = toolchain_root(cache)?;
@@ -183,7 +169,6 @@ fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, 
     let generated = generated_fragment(board.kernel.lsm, &name, board.ipe.enforce);
     let entry = cache.dir("kernel").join(&name);
     let output = KernelOutput {
-        entry: entry.clone(),
         bzimage: entry.join("bzImage"),
         stub: entry.join("linuxx64.efi.stub"),
         config: entry.join("config"),
@@ -193,9 +178,6 @@ fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, 
         lsm,
         stub_package: stub_package(&root)?,
     };
-    if plan_only {
-        return Ok(KernelOutput { cached: entry.join(COMPLETE_MARKER).is_file(), ..output });
-    }
     if !no_cache && entry.join(COMPLETE_MARKER).is_file() {
         tracing::info!(key = %key, "kernel: using the cached build {}", entry.display());
         return Ok(output);
@@ -204,11 +186,10 @@ fn build_or_plan(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool, 
     if !is_root() {
         return Err(KernelError::NotRoot);
     }
-    // One build at a time per build folder: two applbuild processes (two
-    // CI jobs, or a build and a test) share the build root. The lock is
-    // released when `_lock` is dropped at the end of this function.
     // The make output folder is per board and LSM, not per key, so a
-    // changed fragment or LSM source rebuilds incrementally.
+    // changed fragment or LSM source rebuilds incrementally. Its lock lets
+    // one applbuild process (a CI job, a test) build there at a time; it is
+    // released when `_lock` is dropped at the end of this function.
     let out_name = format!("{}-{lsm}", board.name);
     let _lock = lock_build(&root, &out_name)?;
     if !no_cache && entry.join(COMPLETE_MARKER).is_file() {
@@ -299,6 +280,9 @@ pub struct KernelKeys {
     pub inputs: String,
     /// The cache entry's name (`<lsm>-<key>`), when the build root exists.
     pub entry: Option<String>,
+    /// The key part of `entry`.
+    #[serde(skip)]
+    pub key: Option<String>,
     /// Whether that entry is complete in the cache.
     pub cached: bool,
 }
@@ -310,9 +294,17 @@ pub fn keys(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelKeys,
     let inputs = KernelInputs::read(board)?;
 
     let root = toolchain_dir(cache);
-    let entry = if root.join(COMPLETE_MARKER).is_file() { Some(format!("{}-{}", lsm_name(board.kernel.lsm), inputs.key(cert_pem, Some(&source_version(&root)?)))) } else { None };
+    let key = if root.join(COMPLETE_MARKER).is_file() { Some(inputs.key(cert_pem, Some(&source_version(&root)?))) } else { None };
+    let entry = key.as_ref().map(|key| format!("{}-{key}", lsm_name(board.kernel.lsm)));
     let cached = entry.as_ref().is_some_and(|name| cache.dir("kernel").join(name).join(COMPLETE_MARKER).is_file());
-    Ok(KernelKeys { inputs: inputs.key(cert_pem, None), entry, cached })
+    Ok(KernelKeys { inputs: inputs.key(cert_pem, None), entry, key, cached })
+}
+
+/// Returns the kernel's cache key and entry for `board` like [`keys`], but
+/// first makes the build root when it is missing, so the entry is known.
+pub fn plan(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelKeys, KernelError> {
+    toolchain_root(cache)?;
+    keys(board, cert_pem, cache)
 }
 
 /// The build root's folder name, `<suite>-<key of its package list>`: the

@@ -392,12 +392,16 @@ fn dispatch(cli: &Cli) -> Result<(), Error> {
             // The kernel only needs the certificate, so a folder without key.pem will do.
             let cert_pem = keys::certificate_pem(&dir)?;
             if *print_key {
-                let output = applbuild::kernel::plan(&board, cert_pem.as_bytes(), &Cache::locate())?;
+                let keys = applbuild::kernel::plan(&board, cert_pem.as_bytes(), &Cache::locate())?;
+                let (Some(key), Some(name)) = (keys.key, keys.entry) else {
+                    return Err(Error::Usage { message: "the kernel build root is incomplete, so the kernel key is unknown".into(), hint: Some("run `applbuild kernel BOARD` to make it".into()) });
+                };
+                let entry = Cache::locate().dir("kernel").join(name);
                 if cli.json {
-                    return print_json(&serde_json::json!({ "key": output.key, "entry": output.entry, "cached": output.cached }));
+                    return print_json(&serde_json::json!({ "key": key, "entry": entry, "cached": keys.cached }));
                 }
-                let state = if output.cached { "cached" } else { "not built" };
-                print_stdout(&format!("{} {} {state}", output.key, output.entry.display()));
+                let state = if keys.cached { "cached" } else { "not built" };
+                print_stdout(&format!("{key} {} {state}", entry.display()));
                 return Ok(());
             }
             let output = applbuild::kernel::build(&board, cert_pem.as_bytes(), &Cache::locate(), *no_cache)?;
