@@ -217,7 +217,7 @@ mod tests {
         let file = ext4::FileEntry { path: "usr/bin/busybox".into(), mode: 0o100755, uid: 0, gid: 0, size: 1, sha256: "00".repeat(32) };
         let ext4_out = ext4::Ext4Output { image: PathBuf::from("root.ext4"), size: 4096, files: vec![file] };
         let verity_info = verity::VerityInfo { root_hash: [0; 32], salt: vec![0; 32], uuid: [0; 16], data_blocks: 1, hash_size: 4096 };
-        let kernel_out = kernel::KernelOutput { entry: PathBuf::new(), bzimage: PathBuf::from("missing"), stub: PathBuf::new(), config: PathBuf::new(), key: "0".repeat(16), cached: true, source_version: "6.12.0-1".into(), lsm: "ipe-rust", stub_package: kernel::StubPackage { name: "systemd-boot-efi", version: None, copyright: None } };
+        let kernel_out = kernel::KernelOutput { bzimage: PathBuf::from("missing"), stub: PathBuf::new(), config: PathBuf::new(), key: "0".repeat(16), cached: true, source_version: "6.12.0-1".into(), lsm: "ipe-rust", stub_package: kernel::StubPackage { name: "systemd-boot-efi", version: None, copyright: None } };
         let mut outputs = Map::new();
         outputs.insert("disk.raw".into(), "00".repeat(32).into());
         let times = [StageTime { stage: "rootfs", seconds: 1.0 }];
