@@ -129,7 +129,7 @@ pub enum AuthenticodeError {
     BadSignature { certificate: String },
 }
 
-/// What [`verify`] found in a valid signature.
+/// Signer details that [`verify`] reads from a valid signature.
 #[derive(Debug, Clone)]
 pub struct Verified {
     /// The SHA-256 Authenticode digest of the image, in hex.
@@ -346,7 +346,7 @@ fn signed_data(digest: &[u8; 32], key: &dyn RsaSigner) -> Result<Vec<u8>, Authen
     encode(&content_info)
 }
 
-/// The authenticated attributes over `content_octets`, the SpcIndirectDataContent without its tag and length.
+/// Builds the authenticated attributes over `content_octets`, the SpcIndirectDataContent without its tag and length.
 fn authenticated_attributes(content_octets: &[u8]) -> Result<SetOfVec<Attribute>, AuthenticodeError> {
     let message_digest = Sha256::digest(content_octets);
     let statement = tlv(Tag::Sequence, &encode(&SPC_INDIVIDUAL_SP_KEY_PURPOSE_OBJID)?)?;

@@ -61,7 +61,7 @@ pub enum BmapError {
     Invalid {
         /// The bmap file.
         path: PathBuf,
-        /// What is wrong, with the value found.
+        /// Description of the problem, with the value found.
         reason: String,
     },
 
@@ -90,7 +90,7 @@ pub enum BmapError {
     /// Reading the image or the bmap file failed.
     #[error("failed to {action} {path}: {source}")]
     Io {
-        /// What was being done.
+        /// Action that failed.
         action: &'static str,
         /// The file.
         path: PathBuf,
@@ -416,7 +416,8 @@ mod tests {
         let xml = bmap.to_xml();
         assert_eq!(xml, bmap.to_xml());
         assert!(xml.contains("<Range chksum=\""), "{xml}");
-        assert!(xml.contains("> 0 </Range>") && xml.contains("> 5-6 </Range>"), "{xml}");
+        assert!(xml.contains("> 0 </Range>"), "{xml}");
+        assert!(xml.contains("> 5-6 </Range>"), "{xml}");
         assert_eq!(Bmap::parse(&xml, Path::new("t.bmap")).expect("parse"), bmap);
     }
 
@@ -446,7 +447,8 @@ mod tests {
         ];
         for (text, expected) in cases {
             let error = Bmap::parse(&text, path).expect_err(expected).to_string();
-            assert!(error.contains(expected) && error.starts_with("disk.bmap"), "{error:?} lacks {expected:?}");
+            assert!(error.contains(expected), "{error:?} lacks {expected:?}");
+            assert!(error.starts_with("disk.bmap"), "{error:?} does not start with the file name");
         }
     }
 

@@ -21,7 +21,7 @@
 //!    are written for the target's size, and the image's backup table
 //!    sectors are written as zeros instead. Then fsync.
 //! 5. Read every written range back (with `O_DIRECT` on block devices, so
-//!    the page cache cannot answer) and compare its SHA-256 with the bmap's,
+//!    the page cache cannot serve the reads) and compare its SHA-256 with the bmap's,
 //!    or with the bytes written where the GPT was moved; then read and check
 //!    the target's GPT.
 //!
@@ -241,7 +241,7 @@ enum Target {
     File { size: Option<u64> },
 }
 
-/// A block device and what sysfs says about it.
+/// A block device and its sysfs attributes.
 struct BlockDevice {
     /// Kernel name, e.g. `sda` or `loop0`.
     name: String,
@@ -515,7 +515,7 @@ fn root_disks(host: &HostPaths) -> Vec<String> {
         }
     }
     if disks.is_empty() {
-        tracing::warn!("cannot tell which disk holds the root file system; relying on the mount and holder checks alone");
+        tracing::warn!("failed to find the disk of the root file system; only the mount and holder checks apply");
     }
     disks
 }
@@ -536,7 +536,7 @@ fn collect_disks(sys: &Path, dir: &Path, depth: usize, disks: &mut Vec<String>) 
     }
 }
 
-/// The `rdev` of `path` when it is a block device.
+/// Returns the `rdev` of `path` when it is a block device.
 fn device_number_of(path: &str) -> Option<DevNumber> {
     let metadata = std::fs::metadata(path).ok()?;
     metadata.file_type().is_block_device().then(|| dev_number(metadata.rdev()))
@@ -581,7 +581,7 @@ fn unescape_octal(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The first mount whose device is one of `numbers`, as (source, mount point).
+/// Returns the first mount whose device is one of `numbers`, as (source, mount point).
 fn mounted(host: &HostPaths, numbers: &[DevNumber]) -> Option<(String, String)> {
     let mountinfo = std::fs::read_to_string(&host.mountinfo).unwrap_or_default();
     mountinfo.lines().filter_map(parse_mountinfo).find_map(|mount| {
@@ -592,7 +592,7 @@ fn mounted(host: &HostPaths, numbers: &[DevNumber]) -> Option<(String, String)> 
     })
 }
 
-/// The first active swap area on one of `numbers`.
+/// Returns the first active swap area on one of `numbers`.
 fn swap_in_use(host: &HostPaths, numbers: &[DevNumber]) -> Option<String> {
     let swaps = std::fs::read_to_string(&host.swaps).unwrap_or_default();
     swaps.lines().skip(1).filter_map(|line| line.split_whitespace().next()).map(unescape_octal).find(|name| device_number_of(name).is_some_and(|dev| numbers.contains(&dev)))
@@ -710,7 +710,7 @@ impl Overlay {
     }
 }
 
-/// The writes that move the GPT to the end of a larger target: the new MBR,
+/// Returns the writes that move the GPT to the end of a larger target: the new MBR,
 /// primary header and entries, zeros over the image's backup table, and the
 /// new backup table. Empty when the target has the image's size.
 fn gpt_overlays(image: &Path, layout: &Layout, image_size: u64, target_size: u64, target: &Path) -> Result<Vec<Overlay>, FlashError> {
@@ -936,7 +936,7 @@ mod tests {
     }
 
     #[test]
-    fn root_on_device_mapper_resolves_to_the_disk_below() {
+    fn root_on_dm_resolves_to_disk() {
         let dir = tempfile::tempdir().expect("temp dir");
         fake_sysfs(dir.path());
         let mountinfo = dir.path().join("mountinfo");

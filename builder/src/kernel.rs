@@ -219,7 +219,7 @@ pub fn build(board: &Board, cert_pem: &[u8], cache: &Cache, no_cache: bool) -> R
     Ok(KernelOutput { cached: false, ..output })
 }
 
-/// What goes into a kernel besides the build root: read from the board,
+/// Inputs of a kernel besides the build root, read from the board,
 /// the boot policy and the `lsm/` sources of this source tree.
 struct KernelInputs {
     lsm: Lsm,
@@ -241,9 +241,9 @@ impl KernelInputs {
         Ok(KernelInputs { lsm: board.kernel.lsm, enforce: board.ipe.enforce, fragments: read_fragments(board)?, boot_policy: boot_policy()?, lsm_sources })
     }
 
-    /// The cache key: with the build root's kernel source version it names
-    /// the cache entry; without it, it covers every other input and can be
-    /// computed before the build root exists.
+    /// Computes the cache key. With the build root's kernel source version
+    /// the key names the cache entry. Without it, the key covers every other
+    /// input, so it can be computed before the build root exists.
     ///
     /// The key covers what goes into the kernel and nothing about the board
     /// itself, so boards with the same source, fragments, certificate, LSM
@@ -276,7 +276,7 @@ impl KernelInputs {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KernelKeys {
     /// Hash of every input except the kernel source version, which only
-    /// the build root knows.
+    /// the build root records.
     pub inputs: String,
     /// The cache entry's name (`<lsm>-<key>`), when the build root exists.
     pub entry: Option<String>,
@@ -307,9 +307,9 @@ pub fn plan(board: &Board, cert_pem: &[u8], cache: &Cache) -> Result<KernelKeys,
     keys(board, cert_pem, cache)
 }
 
-/// The build root's folder name, `<suite>-<key of its package list>`: the
-/// build root is made from these constants only, so the name is known
-/// before it exists.
+/// Returns the build root's folder name, `<suite>-<key of its package
+/// list>`. The build root is made from these constants only, so the name
+/// is known before it exists.
 pub fn toolchain_name() -> String {
     format!("{TOOLCHAIN_SUITE}-{}", toolchain_key())
 }

@@ -81,7 +81,7 @@ enum Command {
         /// Allow DEVICE to be a regular file: it is created if missing and extended to the image size if shorter.
         #[arg(long)]
         force_file: bool,
-        /// Do not ask for confirmation. Without it, flash asks on the terminal and fails when standard input is not one.
+        /// Do not ask for confirmation. Without it, flash prompts on the terminal and fails when standard input is not one.
         #[arg(long, short = 'y')]
         yes: bool,
     },

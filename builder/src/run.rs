@@ -111,7 +111,7 @@ pub struct RunOptions {
     /// Extra kernel command line is not possible with a UKI (the command
     /// line is signed into it), so runs only choose devices.
     pub extra_disks: Vec<PathBuf>,
-    /// How the disk is attached: `virtio`, `nvme` or `ahci`.
+    /// Disk bus: `virtio`, `nvme` or `ahci`.
     pub disk_bus: &'static str,
     /// QEMU network card model.
     pub nic_model: &'static str,

@@ -16,13 +16,15 @@ use applbuild::uki;
 
 const HOST_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 
-/// The committed test db key pair, copied so its mode can be set to 0600.
+/// Copies the committed test db key pair into `dir`, so its mode can be
+/// set to 0600, and loads it.
 fn db_key(dir: &Path) -> KeyPair {
     common::copy_test_keys(dir);
     keys::load_pair(dir, keys::SECURE_BOOT_DB).expect("load test db key")
 }
 
-/// An unsigned UKI from the host stub, or `None` with a skip message.
+/// Builds an unsigned UKI from the host stub, or returns `None` with a
+/// skip message.
 fn unsigned_uki() -> Option<Vec<u8>> {
     let stub = match fs::read(HOST_STUB) {
         Ok(stub) => stub,
@@ -81,7 +83,7 @@ fn signed_uki() -> Option<Signed> {
 }
 
 #[test]
-fn signed_uki_verifies_with_our_verifier_and_keeps_sections() {
+fn signed_uki_verifies_and_keeps_sections() {
     let Some(signed) = signed_uki() else { return };
     let verified = authenticode::verify(&signed.signed, signed.key.certificate()).expect("our verifier accepts the signature");
     assert!(verified.signer.contains("Secure Boot db key"), "signer {}", verified.signer);

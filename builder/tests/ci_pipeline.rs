@@ -68,7 +68,7 @@ impl UserRepo {
         fs::write(root.join(format!("boards/{name}.toml")), board).unwrap();
     }
 
-    /// A command running `applbuild/ci/pipeline/SCRIPT` in the repository
+    /// Returns a command running `applbuild/ci/pipeline/SCRIPT` in the repository
     /// with the binary under test and no signing secrets.
     fn script(&self, script: &str) -> Command {
         let mut command = Command::new(self.path().join("applbuild/ci/pipeline").join(script));
@@ -122,7 +122,7 @@ fn fails_with(mut command: impl BorrowMut<Command>, code: i32) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// The value of `name=value` in `lines`.
+/// Returns the value of `name=value` in `lines`.
 fn value<'a>(lines: &'a str, name: &str) -> Option<&'a str> {
     lines.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
 }
@@ -187,7 +187,7 @@ fn scripts_reject_missing_inputs() {
     assert!(stderr.contains("APPLBUILD_CACHE is unset"), "{stderr}");
 }
 
-/// The pipeline's jobs in the order of the templates: cache keys, kernels,
+/// Runs the pipeline's jobs in the order of the templates: cache keys, kernels,
 /// unsigned build, signing from the secret, offline verification, boot
 /// test, publishing with SHA256SUMS, and two release jobs.
 #[test]

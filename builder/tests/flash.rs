@@ -86,7 +86,8 @@ fn assert_mapped_equal(image: &Path, target: &Path, bmap: &Bmap) {
 fn sgdisk_verify(target: &Path) -> String {
     let output = Command::new("sgdisk").arg("-v").arg(target).output().expect("run sgdisk");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success() && text.contains("No problems found"), "sgdisk -v {}:\n{text}{}", target.display(), stderr(&output));
+    assert!(output.status.success(), "sgdisk -v {} failed:\n{text}{}", target.display(), stderr(&output));
+    assert!(text.contains("No problems found"), "sgdisk -v {}:\n{text}{}", target.display(), stderr(&output));
     text
 }
 
@@ -96,11 +97,14 @@ fn bmap_maps_tables_partitions_and_used_esp_only() {
     let bmap = Bmap::read(&image.disk.with_extension("bmap")).expect("read bmap");
     let layout = disk::read_layout(&image.disk).expect("layout");
     let mapped = |offset: u64| bmap.ranges.iter().any(|range| bmap.bytes_of(range).contains(&offset));
-    assert!(mapped(0) && mapped(layout.disk_size - 1), "GPT areas are not mapped");
+    assert!(mapped(0), "the primary GPT is not mapped");
+    assert!(mapped(layout.disk_size - 1), "the backup GPT is not mapped");
     let esp = &layout.partitions[0];
-    assert!(mapped(esp.offset()) && !mapped(esp.offset() + esp.size() - 1), "the ESP's free tail is mapped");
+    assert!(mapped(esp.offset()), "the ESP's start is not mapped");
+    assert!(!mapped(esp.offset() + esp.size() - 1), "the ESP's free tail is mapped");
     for entry in &layout.partitions[1..] {
-        assert!(mapped(entry.offset()) && mapped(entry.offset() + entry.size() - 1), "partition {} is not mapped in full", entry.name);
+        assert!(mapped(entry.offset()), "the start of partition {} is not mapped", entry.name);
+        assert!(mapped(entry.offset() + entry.size() - 1), "the end of partition {} is not mapped", entry.name);
     }
     assert!(!mapped(esp.offset() - 1), "the gap before the ESP is mapped");
     assert_mapped_equal(&image.disk, &image.disk, &bmap);
@@ -211,7 +215,8 @@ fn assert_mismatch_rejected(image: &Path, bmap_path: &Path, target: &Path, extra
     assert!(text.contains("do not match"), "{text}");
     assert!(text.contains(&format!("bytes {}..{} (range {} of {}", bytes.start, bytes.end, index + 1, bmap.ranges.len())), "{text}");
     assert!(text.contains("Nothing was written"), "{text}");
-    assert!(text.contains("hint: ") && text.contains("disk.bmap"), "{text}");
+    assert!(text.contains("hint: "), "no hint: {text}");
+    assert!(text.contains("disk.bmap"), "the message does not name disk.bmap: {text}");
     assert_eq!(sha256_file(target), before, "the target was written");
 }
 
@@ -256,7 +261,7 @@ fn no_bmap_writes_every_block() {
 // ---------------------------------------------------------------------
 // Root, loop devices and a real image build.
 
-/// The default board built once with the test keys and --qcow2.
+/// Returns the default board, built once with the test keys and --qcow2.
 fn built_image() -> &'static Path {
     static BUILD: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, dir) = BUILD.get_or_init(|| {
@@ -328,8 +333,8 @@ fn wait_for(path: &Path) {
     panic!("{} did not appear", path.display());
 }
 
-/// A sparse file of `size` bytes filled with 0xA5 in its first MiB, so a
-/// write there shows.
+/// Creates a sparse file of `size` bytes filled with 0xA5 in its first
+/// MiB, so a write there shows.
 fn backing_file(dir: &Path, name: &str, size: u64) -> PathBuf {
     let path = dir.join(name);
     let file = File::create(&path).expect("create backing file");
@@ -364,7 +369,8 @@ fn bmaptool_copy_accepts_our_bmap() {
     let bad_bmap = work.path().join("bad.bmap");
     fs::write(&bad_bmap, with_wrong_range_checksum(&text, &bmap, 0)).expect("write bad bmap");
     let output = Command::new("bmaptool").args(["copy", "--bmap"]).arg(&bad_bmap).arg(&raw).arg(work.path().join("bad.img")).output().expect("run bmaptool");
-    assert!(!output.status.success() && stderr(&output).contains("checksum mismatch"), "bmaptool accepted a wrong range checksum: {}", stderr(&output));
+    assert!(!output.status.success(), "bmaptool accepted a wrong range checksum: {}", stderr(&output));
+    assert!(stderr(&output).contains("checksum mismatch"), "bmaptool failed for another reason: {}", stderr(&output));
 }
 
 #[test]

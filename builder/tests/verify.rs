@@ -463,7 +463,8 @@ fn unsigned_then_sign_matches_signed_build() {
     let report = verify::verify_with(&unsigned, Some(&keys_dir.join("cert.pem")), Some(&keys_dir.join("db.cert.pem"))).expect("verify runs");
     assert!(!report.passed(), "an unsigned image passed verify");
     let secure_boot = report.checks.iter().find(|c| c.name == "secure boot signature").expect("secure boot check");
-    assert!(!secure_boot.ok && secure_boot.message.contains("no Authenticode signature"), "{}", secure_boot.message);
+    assert!(!secure_boot.ok, "an unsigned UKI passed: {}", secure_boot.message);
+    assert!(secure_boot.message.contains("no Authenticode signature"), "{}", secure_boot.message);
 
     let output = Command::new(binary).arg("sign").arg(&unsigned).arg("--key").arg(keys_dir).output().expect("run applbuild sign");
     assert!(output.status.success(), "applbuild sign failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -1,8 +1,8 @@
-//! The x86 box board in QEMU: boards/x86_64-uefi-test.toml (the kernel
-//! fragments of boards/x86_64-uefi.toml with the committed test keys) boots
-//! with Secure Boot enforced on a q35 machine from an NVMe disk with two
-//! e1000e cards, and its nftables ruleset decides what it routes between
-//! them.
+//! The x86 box board in QEMU. boards/x86_64-uefi-test.toml has the kernel
+//! fragments of boards/x86_64-uefi.toml and the committed test keys. It
+//! boots with Secure Boot enforced on a q35 machine from an NVMe disk with
+//! two e1000e cards, and its nftables ruleset decides what it routes
+//! between them.
 //!
 //! Each card is wired to a pair of UDP sockets on 127.0.0.1 (`applbuild run
 //! --nic-udp`). The test is the other end of both links. It replies to ARP
@@ -305,8 +305,9 @@ fn x86_box_boots_from_nvme_and_routes_only_allowed_traffic() {
     assert!(inside.seen_payload(b"blocked-direction").is_none(), "traffic from eth1 to eth0 was routed, but the manifest allows only eth0 to eth1");
 }
 
-/// The same image boots from a SATA disk on q35's AHCI controller, the
-/// other disk bus of such boxes: a copy of the board with `disk_bus = "ahci"`.
+/// Boots the same image from a SATA disk on q35's AHCI controller, the
+/// other disk bus of such boxes, through a copy of the board with
+/// `disk_bus = "ahci"`.
 #[test]
 #[ignore = "builds boards/x86_64-uefi-test.toml and boots it in QEMU: needs root and its kernel"]
 fn x86_box_boots_from_ahci() {
